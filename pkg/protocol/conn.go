@@ -1,0 +1,310 @@
+package protocol
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors that classify what went wrong on a connection; test with
+// errors.Is.
+var (
+	// ErrTooLarge: a request exceeded the configured size limit.
+	ErrTooLarge = errors.New("request too large")
+	// ErrNoDescriptor: a descriptor was expected but the message carried
+	// none.
+	ErrNoDescriptor = errors.New("no file descriptor received")
+	// ErrManyDescriptors: a descriptor was expected but the message
+	// carried more than one (all were closed).
+	ErrManyDescriptors = errors.New("more than one file descriptor received")
+	// ErrTruncated: the descriptors did not fit the control buffer
+	// (MSG_CTRUNC); the kernel closed those that did not fit, we closed
+	// the others.
+	ErrTruncated = errors.New("file descriptors truncated")
+	// ErrProtocol: the peer did not follow the protocol.
+	ErrProtocol = errors.New("protocol error")
+)
+
+const (
+	minReadBuf = 4096
+	// maxRecvFDs is how many descriptors one recvmsg can take without
+	// MSG_CTRUNC; more than one is already an error, this only makes sure
+	// that we see (and close) them instead of losing count.
+	maxRecvFDs = 16
+)
+
+// arrivedFDs are descriptors that came with the recvmsg() chunk whose last
+// byte has stream offset off. Linux hands out the descriptors of an
+// SCM_RIGHTS message together with its data and ends the read right after
+// that message (net/unix/af_unix.c:unix_stream_read_generic()), so the
+// descriptor belongs to the last byte of the chunk.
+type arrivedFDs struct {
+	off       int64
+	fds       []int
+	truncated bool
+}
+
+// Conn is one end of a connection cache protocol stream over a UNIX-domain
+// socket. Every read is a recvmsg() with room for control data: a plain
+// read() that runs past a descriptor-carrying byte would make Linux discard
+// the descriptor silently. Descriptors that arrive with bytes read as
+// attribute text are closed at once and counted (Discarded).
+//
+// Output is buffered; it is flushed before every read that would block,
+// before a descriptor is sent, and by Flush.
+//
+// A Conn is not safe for concurrent use.
+type Conn struct {
+	uc      *net.UnixConn
+	timeout time.Duration
+
+	rbuf []byte
+	r, w int   // unread bytes are rbuf[r:w]
+	base int64 // stream offset of rbuf[0]
+	eof  bool
+	rerr error
+
+	arrived   []arrivedFDs
+	discarded int
+	oob       []byte
+
+	wbuf []byte
+}
+
+// NewConn wraps uc. Each read and write must complete within timeout
+// (zero: no limit). The Conn owns uc from now on; Close closes it.
+func NewConn(uc *net.UnixConn, timeout time.Duration) *Conn {
+	return &Conn{
+		uc:      uc,
+		timeout: timeout,
+		rbuf:    make([]byte, minReadBuf),
+		oob:     make([]byte, unix.CmsgSpace(4*maxRecvFDs)),
+	}
+}
+
+// UnixConn returns the underlying socket.
+func (c *Conn) UnixConn() *net.UnixConn { return c.uc }
+
+// Buffered reports how many received bytes have not been consumed yet.
+func (c *Conn) Buffered() int { return c.w - c.r }
+
+// Discarded returns how many descriptors arrived where none was expected
+// (and were closed) since the last call, and resets the count.
+func (c *Conn) Discarded() int {
+	n := c.discarded
+	c.discarded = 0
+	return n
+}
+
+// Close closes the socket and every received descriptor not yet taken.
+func (c *Conn) Close() error {
+	for _, a := range c.arrived {
+		closeAll(a.fds)
+	}
+	c.arrived = nil
+	return c.uc.Close()
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// fill flushes pending output, then reads at least one more byte into the
+// buffer. It returns io.EOF at end of stream.
+func (c *Conn) fill(limit int) error {
+	if c.rerr != nil {
+		return c.rerr
+	}
+	if len(c.wbuf) > 0 {
+		if err := c.Flush(); err != nil {
+			return err
+		}
+	}
+	if c.r == c.w {
+		c.base += int64(c.r)
+		c.r, c.w = 0, 0
+		if len(c.rbuf) > 16*minReadBuf {
+			c.rbuf = make([]byte, minReadBuf) // give back a large request's memory
+		}
+	}
+	if c.w == len(c.rbuf) {
+		if c.r > 0 {
+			n := copy(c.rbuf, c.rbuf[c.r:c.w])
+			c.base += int64(c.r)
+			c.r, c.w = 0, n
+		} else {
+			size := 2 * len(c.rbuf)
+			if size > limit+1 {
+				size = limit + 1
+			}
+			if size <= len(c.rbuf) {
+				return ErrTooLarge
+			}
+			nb := make([]byte, size)
+			copy(nb, c.rbuf[:c.w])
+			c.rbuf = nb
+		}
+	}
+	if c.timeout > 0 {
+		c.uc.SetReadDeadline(time.Now().Add(c.timeout))
+	}
+	n, oobn, flags, _, err := c.uc.ReadMsgUnix(c.rbuf[c.w:], c.oob)
+	if oobn > 0 {
+		c.recordFDs(c.oob[:oobn], int64(c.w+n-1), flags&unix.MSG_CTRUNC != 0)
+	}
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.EOF
+	}
+	c.rerr = err
+	return err
+}
+
+// recordFDs remembers the descriptors of one control message chunk.
+func (c *Conn) recordFDs(oob []byte, lastByte int64, truncated bool) {
+	var fds []int
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err == nil {
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_RIGHTS {
+				if got, err := unix.ParseUnixRights(&m); err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+	}
+	if len(fds) == 0 && !truncated {
+		return
+	}
+	c.arrived = append(c.arrived, arrivedFDs{off: c.base + lastByte, fds: fds, truncated: truncated})
+}
+
+// dropArrivedBefore closes the descriptors that came with bytes before
+// stream offset off: those bytes were consumed as attribute text.
+func (c *Conn) dropArrivedBefore(off int64) {
+	i := 0
+	for ; i < len(c.arrived) && c.arrived[i].off < off; i++ {
+		closeAll(c.arrived[i].fds)
+		c.discarded += len(c.arrived[i].fds)
+		if c.arrived[i].truncated {
+			c.discarded++
+		}
+	}
+	if i > 0 {
+		c.arrived = append(c.arrived[:0], c.arrived[i:]...)
+	}
+}
+
+// readString returns the next NUL-terminated string, without its NUL, as a
+// view into the read buffer that is valid until the next read. A string
+// longer than limit bytes fails with ErrTooLarge. A stream that ends
+// inside a string fails with io.ErrUnexpectedEOF, one that ends before it
+// with io.EOF.
+func (c *Conn) readString(limit int) ([]byte, error) {
+	scanned := 0
+	for {
+		if i := bytes.IndexByte(c.rbuf[c.r+scanned:c.w], 0); i >= 0 {
+			end := c.r + scanned + i
+			if end-c.r > limit {
+				return nil, ErrTooLarge
+			}
+			s := c.rbuf[c.r:end]
+			c.r = end + 1
+			if len(c.arrived) > 0 {
+				c.dropArrivedBefore(c.base + int64(c.r))
+			}
+			return s, nil
+		}
+		scanned = c.w - c.r
+		if scanned > limit {
+			return nil, ErrTooLarge
+		}
+		if err := c.fill(limit); err != nil {
+			if err == io.EOF && c.w > c.r {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+}
+
+// RecvFD receives one descriptor: it consumes one byte, which must have
+// arrived with exactly one SCM_RIGHTS descriptor (util/unix_recv_fd.c).
+// The caller owns the returned descriptor. On ErrNoDescriptor,
+// ErrManyDescriptors and ErrTruncated, every descriptor that came with the
+// byte has been closed; the connection remains usable.
+func (c *Conn) RecvFD() (int, error) {
+	if c.r == c.w {
+		if err := c.fill(1); err != nil {
+			return -1, err
+		}
+	}
+	off := c.base + int64(c.r)
+	c.r++
+	c.dropArrivedBefore(off)
+	if len(c.arrived) == 0 || c.arrived[0].off != off {
+		return -1, ErrNoDescriptor
+	}
+	a := c.arrived[0]
+	c.arrived = append(c.arrived[:0], c.arrived[1:]...)
+	switch {
+	case a.truncated:
+		closeAll(a.fds)
+		return -1, ErrTruncated
+	case len(a.fds) != 1:
+		closeAll(a.fds)
+		return -1, ErrManyDescriptors
+	}
+	return a.fds[0], nil
+}
+
+// SendFD flushes pending output and sends fd with one NUL data byte in one
+// sendmsg() (util/unix_send_fd.c). The caller keeps ownership of fd.
+func (c *Conn) SendFD(fd int) error {
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	if c.timeout > 0 {
+		c.uc.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
+	_, _, err := c.uc.WriteMsgUnix([]byte{0}, unix.UnixRights(fd), nil)
+	if err != nil {
+		return fmt.Errorf("send file descriptor: %w", err)
+	}
+	return nil
+}
+
+// Flush writes pending output.
+func (c *Conn) Flush() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	if c.timeout > 0 {
+		c.uc.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
+	_, err := c.uc.Write(c.wbuf)
+	c.wbuf = c.wbuf[:0]
+	return err
+}
+
+// WriteAttrs appends a complete attribute list (name, value pairs and the
+// terminator) to the output buffer.
+func (c *Conn) WriteAttrs(nameValues ...string) {
+	for i := 0; i+1 < len(nameValues); i += 2 {
+		c.wbuf = AppendAttr(c.wbuf, nameValues[i], nameValues[i+1])
+	}
+	c.wbuf = AppendEnd(c.wbuf)
+}
+
+// writeRaw appends bytes to the output buffer.
+func (c *Conn) writeRaw(b []byte) { c.wbuf = append(c.wbuf, b...) }

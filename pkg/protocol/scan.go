@@ -1,0 +1,119 @@
+package protocol
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// attrWant is one attribute the scanner expects, in order.
+type attrWant struct {
+	name   string
+	number bool
+}
+
+// scanResult is what one scan consumed and converted.
+type scanResult struct {
+	n int // conversions, as attr_scan0 returns them; -1 on malformed input
+
+	// valuePending: the scan stopped after an unexpected attribute name,
+	// so that attribute's value is the next string in the stream.
+	valuePending bool
+	// midList: the scan stopped inside an attribute list, before its
+	// terminator.
+	midList bool
+}
+
+// scanner state shared by the request reader and the client.
+type scanner struct {
+	c        *Conn
+	peer     string   // "scache socket", as Postfix names the stream in warnings
+	budget   int      // bytes left for the current request
+	warnings []string // what Postfix would log, in order
+	strs     [4][]byte
+	nums     [4]int
+}
+
+func (s *scanner) warnf(format string, args ...any) {
+	s.warnings = append(s.warnings, fmt.Sprintf(format, args...))
+}
+
+// next reads one string and charges it to the request budget.
+func (s *scanner) next() ([]byte, error) {
+	b, err := s.c.readString(s.budget)
+	if err != nil {
+		return nil, err
+	}
+	s.budget -= len(b) + 1
+	return b, nil
+}
+
+// scan mirrors util/attr_scan0.c:attr_vscan0() with ATTR_FLAG_STRICT, plus
+// ATTR_FLAG_MORE when more is set: the wanted attributes must come in order;
+// an early terminator ends the scan with a "missing attribute" warning; any
+// other name ends it with an "unexpected attribute" warning (consuming the
+// name, not its value); after the wanted attributes, the terminator is
+// consumed unless more is set, and an extra attribute there is reported but
+// does not reduce the count. Strings land in s.strs, numbers in s.nums, by
+// position. An error is returned only when the stream fails (EOF, timeout,
+// size limit); the scan result then is meaningless.
+func (s *scanner) scan(wants []attrWant, more bool) (scanResult, error) {
+	var res scanResult
+	for i := 0; ; i++ {
+		end := i == len(wants)
+		if end && more {
+			res.midList = true
+			return res, nil
+		}
+		wanted := "(list terminator)"
+		if !end {
+			wanted = wants[i].name
+		}
+		name, err := s.next()
+		if err != nil {
+			return res, err
+		}
+		if len(name) == 0 {
+			if !end {
+				s.warnf("missing attribute %s in input from %s", wanted, s.peer)
+			}
+			return res, nil
+		}
+		if end || string(name) != wanted {
+			s.warnf("unexpected attribute %s from %s (expecting: %s)", printable(name), s.peer, wanted)
+			res.valuePending, res.midList = true, true
+			return res, nil
+		}
+		value, err := s.next()
+		if err != nil {
+			return res, err
+		}
+		if wants[i].number {
+			v, ok := ParseNumber(value)
+			if !ok {
+				s.warnf("malformed numerical data from %s while reading input attribute value: %s", s.peer, printable(value))
+				res.n, res.midList = -1, true
+				return res, nil
+			}
+			s.nums[i] = v
+		} else {
+			s.strs[i] = value
+		}
+		res.n++
+	}
+}
+
+// printable renders client bytes for a warning. Attribute names and request
+// names are logged; anything that does not look like one (it may be a
+// misplaced label holding an e-mail address) is replaced by its length.
+func printable(b []byte) string {
+	if len(b) > 64 {
+		return "(" + strconv.Itoa(len(b)) + " bytes)"
+	}
+	for _, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' ||
+			ch == '_' || ch == '-' || ch == '.' || ch == ' ' || ch == '+') {
+			return "(" + strconv.Itoa(len(b)) + " bytes)"
+		}
+	}
+	return string(b)
+}
