@@ -46,11 +46,11 @@ func Dial(path string, timeout time.Duration) (*Client, error) {
 func NewClient(uc *net.UnixConn, timeout time.Duration) (*Client, error) {
 	cl := &Client{c: NewConn(uc, timeout)}
 	cl.sc = scanner{c: cl.c, peer: "server"}
-	res, err := cl.scanReply([]attrWant{{AttrProtocol, false}})
+	res, err := cl.scanReply([]attrWant{{AttrProtocol, false, false}})
 	if err != nil {
 		return nil, fmt.Errorf("read greeting: %w", err)
 	}
-	if res.n != 1 || string(cl.sc.strs[0]) != ProtocolName {
+	if res.n != 1 || cl.sc.strs[0] != ProtocolName {
 		return nil, fmt.Errorf("read greeting: %w: %s", ErrProtocol, cl.describe(res, "protocol="+ProtocolName))
 	}
 	return cl, nil
@@ -82,9 +82,9 @@ func (cl *Client) send(nameValues ...string) error {
 }
 
 var (
-	wantStatus      = []attrWant{{AttrStatus, true}}
-	wantStatusProp  = []attrWant{{AttrStatus, true}, {AttrProperty, false}}
-	wantStatusProp2 = []attrWant{{AttrStatus, true}, {AttrProperty, false}, {AttrProperty, false}}
+	wantStatus      = []attrWant{{AttrStatus, true, false}}
+	wantStatusProp  = []attrWant{{AttrStatus, true, false}, {AttrProperty, false, false}}
+	wantStatusProp2 = []attrWant{{AttrStatus, true, false}, {AttrProperty, false, false}, {AttrProperty, false, false}}
 )
 
 func (cl *Client) readStatus(wants []attrWant) (int, error) {
@@ -153,7 +153,7 @@ func (cl *Client) FindEndp(label string) (status int, prop string, fd int, err e
 	if err != nil || st != StatusOK {
 		return st, "", -1, err
 	}
-	prop = string(cl.sc.strs[1])
+	prop = cl.sc.strs[1]
 	fd, err = cl.takeFD()
 	return st, prop, fd, err
 }
@@ -181,7 +181,7 @@ func (cl *Client) FindDest(label string) (status int, destProp, endpProp string,
 	if err != nil || st != StatusOK {
 		return st, "", "", -1, err
 	}
-	destProp, endpProp = string(cl.sc.strs[1]), string(cl.sc.strs[2])
+	destProp, endpProp = cl.sc.strs[1], cl.sc.strs[2]
 	fd, err = cl.takeFD()
 	return st, destProp, endpProp, fd, err
 }

@@ -57,11 +57,11 @@ type Request struct {
 }
 
 var (
-	wantSaveEndp = []attrWant{{AttrTTL, true}, {AttrLabel, false}, {AttrProperty, false}}
-	wantLabel    = []attrWant{{AttrLabel, false}}
-	wantSaveDest = []attrWant{{AttrTTL, true}, {AttrLabel, false}, {AttrProperty, false}, {AttrLabel, false}}
-	wantRequest  = []attrWant{{AttrRequest, false}}
-	wantDummy    = []attrWant{{AttrDummy, false}}
+	wantSaveEndp = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}}
+	wantLabel    = []attrWant{{AttrLabel, false, false}}
+	wantSaveDest = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}, {AttrLabel, false, false}}
+	wantRequest  = []attrWant{{AttrRequest, false, true}}
+	wantDummy    = []attrWant{{AttrDummy, false, false}}
 )
 
 // ServerConn is the server end of one client connection.
@@ -115,7 +115,7 @@ func (s *ServerConn) ReadRequest() (Request, error) {
 		return req, nil
 	}
 	var wants []attrWant
-	name := s.sc.strs[0]
+	name := s.sc.view
 	switch string(name) {
 	case ReqSaveEndp:
 		req.Type, wants = SaveEndp, wantSaveEndp
@@ -140,13 +140,13 @@ func (s *ServerConn) ReadRequest() (Request, error) {
 	req.Valid = res.n == len(wants)
 	switch req.Type {
 	case SaveEndp:
-		req.TTL, req.Label, req.Prop = s.sc.nums[0], string(s.sc.strs[1]), string(s.sc.strs[2])
+		req.TTL, req.Label, req.Prop = s.sc.nums[0], s.sc.strs[1], s.sc.strs[2]
 		req.Valid = req.Valid && req.TTL > 0
 	case FindEndp, FindDest:
-		req.Label = string(s.sc.strs[0])
+		req.Label = s.sc.strs[0]
 	case SaveDest:
-		req.TTL, req.Label, req.Prop = s.sc.nums[0], string(s.sc.strs[1]), string(s.sc.strs[2])
-		req.EndpLabel = string(s.sc.strs[3])
+		req.TTL, req.Label, req.Prop = s.sc.nums[0], s.sc.strs[1], s.sc.strs[2]
+		req.EndpLabel = s.sc.strs[3]
 		req.Valid = req.Valid && req.TTL > 0
 	}
 	if !req.Valid {

@@ -40,7 +40,7 @@ func parsed(r Request) string {
 	return s
 }
 
-func itoa(i int) string { return string(AppendNumber(nil, "", i)[1:len(AppendNumber(nil, "", i))-1]) }
+func itoa(i int) string { return string(AppendNumber(nil, "", i)[1 : len(AppendNumber(nil, "", i))-1]) }
 
 // TestReadRequest covers every row of the protocol reference's error
 // matrix. Each input is written at once; the parser must produce the
@@ -248,5 +248,25 @@ func TestReplyGoldens(t *testing.T) {
 		if got := unwire(sc.wbuf); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// Strings that arrive in several reads and make the buffer move must come
+// out intact (a view into the buffer would be overwritten).
+func TestReadRequestStringsAcrossBufferMoves(t *testing.T) {
+	sc, peer := serverOver(t, 1<<20)
+	a, b, c := strings.Repeat("a", 3000), strings.Repeat("b", 9000), strings.Repeat("c", 5000)
+	in := wire("request^@save_dest^@ttl^@2^@label^@" + a + "^@property^@" + b + "^@label^@" + c + "^@^@")
+	go func() {
+		for len(in) > 0 {
+			n := min(len(in), 1000)
+			peer.UnixConn().Write(in[:n])
+			in = in[n:]
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	req, err := sc.ReadRequest()
+	if err != nil || req.Label != a || req.Prop != b || req.EndpLabel != c {
+		t.Fatalf("strings corrupted: %v", err)
 	}
 }

@@ -9,6 +9,9 @@ import (
 type attrWant struct {
 	name   string
 	number bool
+	// view: keep the value as a view into the read buffer (s.view), valid
+	// only until the next read, instead of copying it into s.strs.
+	view bool
 }
 
 // scanResult is what one scan consumed and converted.
@@ -26,10 +29,11 @@ type scanResult struct {
 // scanner state shared by the request reader and the client.
 type scanner struct {
 	c        *Conn
-	peer     string   // "scache socket", as Postfix names the stream in warnings
-	budget   int      // bytes left for the current request
-	warnings []string // what Postfix would log, in order
-	strs     [4][]byte
+	peer     string    // "scache socket", as Postfix names the stream in warnings
+	budget   int       // bytes left for the current request
+	warnings []string  // what Postfix would log, in order
+	strs     [4]string // copies: later reads may move the buffer
+	view     []byte
 	nums     [4]int
 }
 
@@ -54,7 +58,7 @@ func (s *scanner) next() ([]byte, error) {
 // name, not its value); after the wanted attributes, the terminator is
 // consumed unless more is set, and an extra attribute there is reported but
 // does not reduce the count. Strings land in s.strs, numbers in s.nums, by
-// position. An error is returned only when the stream fails (EOF, timeout,
+// position (views in s.view). An error is returned only when the stream fails (EOF, timeout,
 // size limit); the scan result then is meaningless.
 func (s *scanner) scan(wants []attrWant, more bool) (scanResult, error) {
 	var res scanResult
@@ -95,8 +99,10 @@ func (s *scanner) scan(wants []attrWant, more bool) (scanResult, error) {
 				return res, nil
 			}
 			s.nums[i] = v
+		} else if wants[i].view {
+			s.view = value
 		} else {
-			s.strs[i] = value
+			s.strs[i] = string(value)
 		}
 		res.n++
 	}

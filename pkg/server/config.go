@@ -23,6 +23,9 @@ type Config struct {
 
 	// Log receives all log records. Required.
 	Log Logger
+	// Verbose enables debug records (Postfix's -v). They may contain
+	// labels; without it their arguments are not even formatted.
+	Verbose bool
 	// Ready, if set, is called once the server accepts clients
 	// (sd_notify READY=1).
 	Ready func()

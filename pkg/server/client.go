@@ -1,0 +1,190 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/scached/scached/pkg/protocol"
+)
+
+// serveClient speaks the protocol with one client until it disconnects,
+// times out or breaks the stream. It owns uc.
+func (s *Server) serveClient(uc *net.UnixConn) {
+	pc := protocol.NewServerConn(protocol.NewConn(uc, s.cfg.IPCTimeout), streamName, s.cfg.RequestSizeLimit)
+	defer pc.Close()
+	pc.WriteGreeting()
+	for {
+		req, err := pc.ReadRequest()
+		s.warnAll(req.Warnings)
+		s.warnDiscarded(pc)
+		if err != nil {
+			if errors.Is(err, protocol.ErrTooLarge) {
+				s.cfg.Log.Warnf("request exceeds scached_request_size_limit=%d bytes; closing connection", s.cfg.RequestSizeLimit)
+				pc.WriteStatus(req.Type, protocol.StatusBad)
+				pc.Flush()
+			} else if !errors.Is(err, io.EOF) {
+				if s.cfg.Verbose {
+					s.cfg.Log.Debugf("client: %v", err)
+				}
+			}
+			return
+		}
+		if !s.handle(pc, req) {
+			return
+		}
+	}
+}
+
+// handle answers one request. It reports false when the connection broke.
+func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request) bool {
+	switch req.Type {
+	case protocol.NoRequest:
+		return true
+	case protocol.UnknownRequest:
+		pc.WriteStatus(req.Type, protocol.StatusBad)
+		return true
+	}
+	if !req.Valid {
+		s.cfg.Log.Warnf("%s: bad or missing request parameter", serviceName(req.Type))
+		pc.WriteStatus(req.Type, protocol.StatusBad)
+		return true
+	}
+	switch req.Type {
+	case protocol.SaveEndp:
+		return s.saveEndp(pc, req)
+	case protocol.SaveDest:
+		s.cache.SaveDest(s.clamp(req.TTL), req.Label, req.Prop, req.EndpLabel)
+		s.saved()
+		pc.WriteStatus(req.Type, protocol.StatusOK)
+		s.samplePeaks(req.Type)
+		if s.cfg.Verbose {
+			s.cfg.Log.Debugf("save_dest ttl=%d dest=%q endp=%q", req.TTL, req.Label, req.EndpLabel)
+		}
+		return true
+	case protocol.FindEndp:
+		prop, fd, ok := s.cache.FindEndp(req.Label)
+		if s.cfg.Verbose {
+			s.cfg.Log.Debugf("find_endp %q: found=%t", req.Label, ok)
+		}
+		if !ok {
+			s.endpMisses.Add(1)
+			pc.WriteStatus(req.Type, protocol.StatusFail)
+			return true
+		}
+		s.endpHits.Add(1)
+		pc.WriteFound(prop)
+		return s.handOut(pc, req.Type, fd)
+	case protocol.FindDest:
+		destProp, endpProp, fd, ok := s.cache.FindDest(req.Label)
+		if s.cfg.Verbose {
+			s.cfg.Log.Debugf("find_dest %q: found=%t", req.Label, ok)
+		}
+		if !ok {
+			s.destMisses.Add(1)
+			pc.WriteStatus(req.Type, protocol.StatusFail)
+			return true
+		}
+		s.destHits.Add(1)
+		pc.WriteFound(destProp, endpProp)
+		return s.handOut(pc, req.Type, fd)
+	}
+	panic("server: unhandled request type " + req.Type.String())
+}
+
+// saveEndp receives the descriptor of a valid save_endp request and caches
+// it (scache.c:scache_save_endp_service()).
+func (s *Server) saveEndp(pc *protocol.ServerConn, req protocol.Request) bool {
+	pc.WriteDummy()
+	fd, err := pc.RecvFD()
+	s.warnDiscarded(pc)
+	if err != nil {
+		s.cfg.Log.Warnf("%s: unable to receive file descriptor: %s", serviceName(req.Type), errnoText(err))
+		if !isDescriptorError(err) {
+			return false // the stream broke; the reply would go nowhere
+		}
+		pc.WriteStatus(req.Type, protocol.StatusFail)
+		return true
+	}
+	s.cache.SaveEndp(s.clamp(req.TTL), req.Label, req.Prop, fd)
+	s.saved()
+	pc.WriteStatus(req.Type, protocol.StatusOK)
+	s.samplePeaks(req.Type)
+	if s.cfg.Verbose {
+		s.cfg.Log.Debugf("save_endp ttl=%d endp=%q fd=%d", req.TTL, req.Label, fd)
+	}
+	return true
+}
+
+// handOut passes fd, which the caller has taken from the cache and whose
+// status 0 reply is queued, to the client: dummy from the client,
+// descriptor, dummy from the client. It always closes fd: the client has
+// its own copy, or the connection is lost (scache.c closes it likewise).
+func (s *Server) handOut(pc *protocol.ServerConn, t protocol.RequestType, fd int) bool {
+	defer unix.Close(fd)
+	ok, warnings, err := pc.ReadDummy()
+	s.warnAll(warnings)
+	if err == nil && ok {
+		err = pc.SendFD(fd)
+		if err == nil {
+			ok, warnings, err = pc.ReadDummy()
+			s.warnAll(warnings)
+		}
+	}
+	s.warnDiscarded(pc)
+	if err != nil || !ok {
+		s.cfg.Log.Warnf("%s: cannot send file descriptor: %s", serviceName(t), errnoText(err))
+	}
+	return err == nil
+}
+
+// clamp applies connection_cache_ttl_limit to a ttl in seconds (> 0).
+func (s *Server) clamp(ttl int) time.Duration {
+	d := time.Duration(ttl) * time.Second
+	if d > s.cfg.TTLLimit {
+		return s.cfg.TTLLimit
+	}
+	return d
+}
+
+func (s *Server) warnAll(warnings []string) {
+	for _, w := range warnings {
+		s.cfg.Log.Warnf("%s", w)
+	}
+}
+
+// warnDiscarded reports descriptors that a client sent where none was
+// expected; they have been closed (Postfix 3.7 leaks or loses them).
+func (s *Server) warnDiscarded(pc *protocol.ServerConn) {
+	if n := pc.Discarded(); n > 0 {
+		s.cfg.Log.Warnf("closed %d unexpected file descriptor(s) from client", n)
+	}
+}
+
+// serviceName is the scache.c function whose warnings we reproduce.
+func serviceName(t protocol.RequestType) string {
+	return "scache_" + t.String() + "_service"
+}
+
+func isDescriptorError(err error) bool {
+	return errors.Is(err, protocol.ErrNoDescriptor) || errors.Is(err, protocol.ErrManyDescriptors) ||
+		errors.Is(err, protocol.ErrTruncated)
+}
+
+// errnoText renders an error as Postfix's %m does: the system error text,
+// or "Application error" when no system call failed.
+func errnoText(err error) string {
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return unix.ETIMEDOUT.Error()
+	}
+	return "Application error"
+}
