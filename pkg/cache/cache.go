@@ -1,0 +1,245 @@
+package cache
+
+import (
+	"hash/maphash"
+	"time"
+)
+
+// DefaultShards is the number of shards when Config.Shards is 0.
+const DefaultShards = 64
+
+// maxShards bounds Config.Shards; larger values are treated as maxShards.
+const maxShards = 1 << 16
+
+// Config configures a Cache. The zero value is ready to use.
+type Config struct {
+	// Shards is the number of shards, rounded up to a power of two (at
+	// most 65536). 0 means DefaultShards; a negative value panics.
+	Shards int
+
+	// Now is the clock. nil means time.Now. Tests inject a fake clock.
+	Now func() time.Time
+}
+
+// Cache is a connection cache with Postfix's scache_multi semantics. It is
+// safe for concurrent use. See the package documentation for the data
+// model, descriptor ownership and locking. The zero Cache is not usable;
+// create one with New.
+type Cache struct {
+	now    func() time.Time
+	base   time.Time // deadlines are nanoseconds since base
+	seed   maphash.Seed
+	mask   uint64
+	shards []shard
+}
+
+// Sizes counts what the cache holds, as Postfix's scache_size() reports it
+// (scache_multi.c:scache_multi_size()).
+type Sizes struct {
+	Dests    int // destination labels with at least one binding
+	Endps    int // endpoint labels with at least one session
+	Sessions int // cached sessions
+}
+
+// New returns an empty cache.
+func New(cfg Config) *Cache {
+	if cfg.Shards < 0 {
+		panic("cache: negative Config.Shards")
+	}
+	n := cfg.Shards
+	if n == 0 {
+		n = DefaultShards
+	}
+	n = min(n, maxShards)
+	size := 1
+	for size < n {
+		size <<= 1
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	c := &Cache{
+		now:    now,
+		base:   now(),
+		seed:   maphash.MakeSeed(),
+		mask:   uint64(size - 1),
+		shards: make([]shard, size),
+	}
+	for i := range c.shards {
+		c.shards[i].init()
+	}
+	return c
+}
+
+// clock returns the current time in nanoseconds since c.base.
+func (c *Cache) clock() int64 {
+	return int64(c.now().Sub(c.base))
+}
+
+// shardFor returns the shard that holds label.
+func (c *Cache) shardFor(label string) *shard {
+	return &c.shards[maphash.String(c.seed, label)&c.mask]
+}
+
+// deadline returns now+ttl, saturating instead of overflowing. It panics
+// if ttl <= 0: the caller rejects or clamps TTLs before they get here.
+func deadline(now int64, ttl time.Duration) int64 {
+	if ttl <= 0 {
+		panic("cache: ttl <= 0")
+	}
+	if int64(ttl) >= noDeadline-max(now, 0) {
+		return noDeadline - 1 // about 292 years after New
+	}
+	return now + int64(ttl)
+}
+
+// SaveEndp stores the session fd with endpoint property prop under the
+// endpoint label for ttl, at the tail of the label's sessions; there is no
+// duplicate check (scache_multi.c:scache_multi_save_endp()). The cache takes
+// ownership of fd: it is handed back exactly once, by FindEndp, FindDest,
+// Expire or Drain. ttl must be > 0 (the caller has clamped it); otherwise
+// SaveEndp panics.
+func (c *Cache) SaveEndp(ttl time.Duration, label, prop string, fd int) {
+	now := c.clock()
+	d := deadline(now, ttl)
+	s := c.shardFor(label)
+	s.lock(now)
+	s.saveEndpLocked(d, label, prop, fd)
+	s.unlock()
+}
+
+// FindEndp removes and returns the oldest live session of the endpoint
+// label: its property and descriptor (scache_multi.c:scache_multi_find_endp()).
+// The caller owns fd and must close it. On a miss ok is false, prop is ""
+// and fd is -1.
+func (c *Cache) FindEndp(label string) (prop string, fd int, ok bool) {
+	now := c.clock()
+	s := c.shardFor(label)
+	s.lock(now)
+	prop, fd, ok = s.findEndpLocked(label)
+	s.unlock()
+	return prop, fd, ok
+}
+
+// SaveDest binds the destination label to the endpoint label endpLabel
+// with destination property prop for ttl. If the destination already has a
+// live binding with the same endpLabel and the same prop, only that
+// binding's deadline is set to now+ttl and it keeps its place; otherwise a
+// new binding is appended at the tail
+// (scache_multi.c:scache_multi_save_dest()). The endpoint need not have
+// sessions. ttl must be > 0; otherwise SaveDest panics. No descriptor is
+// involved.
+func (c *Cache) SaveDest(ttl time.Duration, label, prop, endpLabel string) {
+	now := c.clock()
+	d := deadline(now, ttl)
+	s := c.shardFor(label)
+	s.lock(now)
+	s.saveDestLocked(d, label, prop, endpLabel)
+	s.unlock()
+}
+
+// snapshotSize is the number of bindings FindDest copies without
+// allocating.
+const snapshotSize = 8
+
+// FindDest walks the live bindings of the destination label oldest first
+// and takes the oldest live session of the first endpoint that has one
+// (scache_multi.c:scache_multi_find_dest()); each endpoint is searched as by
+// FindEndp. The binding stays. It returns the binding's destination
+// property, the session's endpoint property and its descriptor, which the
+// caller owns and must close. On a miss ok is false, the properties are ""
+// and fd is -1.
+//
+// The bindings are copied under the destination's shard lock and the
+// endpoints are searched afterwards, each under its own shard lock; see
+// the package documentation.
+func (c *Cache) FindDest(label string) (destProp, endpProp string, fd int, ok bool) {
+	now := c.clock()
+	var buf [snapshotSize]binding
+	s := c.shardFor(label)
+	s.lock(now)
+	bindings := s.bindingsLocked(label, buf[:0])
+	s.unlock()
+	for _, b := range bindings {
+		es := c.shardFor(b.endpLabel)
+		es.lock(now)
+		endpProp, fd, ok = es.findEndpLocked(b.endpLabel)
+		es.unlock()
+		if ok {
+			return b.prop, endpProp, fd, true
+		}
+	}
+	return "", "", -1, false
+}
+
+// Expire removes every session and binding whose deadline has passed and
+// appends the removed sessions' descriptors to dst, which it returns. The
+// caller owns those descriptors and must close them (Postfix closes them on
+// expiry, scache_multi.c:scache_multi_expire_endp()). The order of the
+// descriptors is unspecified. Expire costs O(shards + expired entries); it
+// skips a shard without taking its lock when nothing in it is due.
+func (c *Cache) Expire(dst []int) []int {
+	now := c.clock()
+	for i := range c.shards {
+		s := &c.shards[i]
+		if s.next.Load() > now {
+			continue
+		}
+		s.lock(now)
+		dst = s.takePendingLocked(dst)
+		s.unlock()
+	}
+	return dst
+}
+
+// NextDeadline returns the earliest deadline of any entry in the cache, or
+// of the descriptors already removed as expired that wait for Expire (then
+// the time is <= now). ok is false when the cache holds nothing. It takes no
+// lock.
+func (c *Cache) NextDeadline() (t time.Time, ok bool) {
+	next := int64(noDeadline)
+	for i := range c.shards {
+		next = min(next, c.shards[i].next.Load())
+	}
+	if next == noDeadline {
+		return time.Time{}, false
+	}
+	return c.base.Add(time.Duration(next)), true
+}
+
+// Sizes returns the number of destination labels, endpoint labels and
+// sessions, counting live entries only (a shard with due entries is
+// locked and its due entries are removed first). Under concurrent use the
+// result is a sum of per-shard figures, each exact at some recent moment.
+func (c *Cache) Sizes() Sizes {
+	now := c.clock()
+	var sz Sizes
+	for i := range c.shards {
+		s := &c.shards[i]
+		if s.due.Load() <= now {
+			s.lock(now)
+			s.unlock()
+		}
+		sz.Dests += int(s.nDests.Load())
+		sz.Endps += int(s.nEndps.Load())
+		sz.Sessions += int(s.nSessions.Load())
+	}
+	return sz
+}
+
+// Drain removes every session and binding, live or not, and appends all
+// session descriptors still held (including expired ones not yet returned
+// by Expire) to dst, which it returns. The caller owns those descriptors
+// and must close them. The cache is empty and usable afterwards. Drain is
+// meant for shutdown; concurrent saves may refill the cache behind it.
+func (c *Cache) Drain(dst []int) []int {
+	now := c.clock()
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.lock(now)
+		dst = s.drainLocked(dst)
+		s.unlock()
+	}
+	return dst
+}

@@ -1,0 +1,302 @@
+package cache
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+)
+
+// noDeadline is the published deadline of a shard that holds nothing.
+const noDeadline = math.MaxInt64
+
+// maxFree is the number of free entries, and of free lists, a shard keeps
+// for reuse; beyond it they are left to the garbage collector.
+const maxFree = 256
+
+// maxPendingCap is the capacity of the pending descriptor list that a shard
+// keeps after handing its contents out.
+const maxPendingCap = 1024
+
+// entry is a session (an element of an endpoint's list) or a binding (an
+// element of a destination's list): the SCACHE_MULTI_ENDP and
+// SCACHE_MULTI_DEST of scache_multi.c, with the heap position that replaces
+// Postfix's per-entry timer.
+type entry struct {
+	prev, next *entry // list linkage; next also links the free list
+	list       *list  // the list that holds the entry
+	index      int    // position in shard.heap, which holds the deadline
+	prop       string // session: endpoint property; binding: destination property
+	endpLabel  string // binding: the endpoint label; session: ""
+	fd         int    // session: the cached descriptor; binding: -1
+}
+
+// list is the head of an endpoint's sessions or of a destination's
+// bindings, oldest first (SCACHE_MULTI_HEAD). It is in its shard's map
+// exactly while it is not empty.
+type list struct {
+	label       string
+	first, last *entry
+	dest        bool  // a destination's bindings, not an endpoint's sessions
+	nextFree    *list // free list linkage
+}
+
+// slot is a heap element: a deadline (nanoseconds since Cache.base) and the
+// entry it belongs to. The deadline lives here, next to its neighbours, so
+// that sifting does not chase pointers.
+type slot struct {
+	deadline int64
+	e        *entry
+}
+
+// binding is a copy of a binding taken by FindDest.
+type binding struct {
+	endpLabel, prop string
+}
+
+// shard is one lock's worth of the cache. Everything but the published
+// figures is guarded by mu.
+type shard struct {
+	mu    sync.Mutex
+	endps map[string]*list // endpoint label -> sessions
+	dests map[string]*list // destination label -> bindings
+	heap  []slot           // min-heap of the deadlines of all entries
+
+	sessions   int   // number of sessions in endps
+	pending    []int // descriptors of expired sessions, for Expire
+	pendingMin int64 // earliest deadline among pending
+
+	freeEntries *entry // linked by next
+	nFreeEntry  int
+	freeLists   *list // linked by nextFree
+	nFreeList   int
+
+	// Published at each unlock for readers that take no lock.
+	due       atomic.Int64 // earliest deadline in heap, or noDeadline
+	next      atomic.Int64 // min(due, pendingMin if pending)
+	nDests    atomic.Int64
+	nEndps    atomic.Int64
+	nSessions atomic.Int64
+
+	_ [64]byte // keep neighbouring shards' mutexes off this cache line
+}
+
+func (s *shard) init() {
+	s.endps = make(map[string]*list)
+	s.dests = make(map[string]*list)
+	s.due.Store(noDeadline)
+	s.next.Store(noDeadline)
+}
+
+// lock locks the shard and removes its entries that are due at now, as
+// Postfix delivers due timers before it serves a request.
+func (s *shard) lock(now int64) {
+	s.mu.Lock()
+	for len(s.heap) > 0 && s.heap[0].deadline <= now {
+		s.expireTopLocked()
+	}
+}
+
+// unlock publishes the shard's figures and unlocks it.
+func (s *shard) unlock() {
+	due := int64(noDeadline)
+	if len(s.heap) > 0 {
+		due = s.heap[0].deadline
+	}
+	next := due
+	if len(s.pending) > 0 {
+		next = min(next, s.pendingMin)
+	}
+	s.due.Store(due)
+	s.next.Store(next)
+	s.nDests.Store(int64(len(s.dests)))
+	s.nEndps.Store(int64(len(s.endps)))
+	s.nSessions.Store(int64(s.sessions))
+	s.mu.Unlock()
+}
+
+// expireTopLocked removes the entry at the top of the heap; a session's
+// descriptor goes to the pending list
+// (scache_multi.c:scache_multi_expire_endp(), scache_multi_expire_dest()).
+func (s *shard) expireTopLocked() {
+	d, e := s.heap[0].deadline, s.heap[0].e
+	if !e.list.dest {
+		if len(s.pending) == 0 || d < s.pendingMin {
+			s.pendingMin = d
+		}
+		s.pending = append(s.pending, e.fd)
+	}
+	s.removeLocked(e)
+}
+
+// takePendingLocked appends the pending descriptors to dst and forgets
+// them; the caller owns them.
+func (s *shard) takePendingLocked(dst []int) []int {
+	dst = append(dst, s.pending...)
+	if cap(s.pending) > maxPendingCap {
+		s.pending = nil
+	} else {
+		s.pending = s.pending[:0]
+	}
+	return dst
+}
+
+// saveEndpLocked appends a session to the endpoint label's list.
+func (s *shard) saveEndpLocked(deadline int64, label, prop string, fd int) {
+	l := s.endps[label]
+	if l == nil {
+		l = s.newListLocked(label, false)
+		s.endps[label] = l
+	}
+	e := s.newEntryLocked()
+	e.prop = prop
+	e.fd = fd
+	s.appendLocked(l, e, deadline)
+	s.sessions++
+}
+
+// findEndpLocked removes the oldest session of the endpoint label and
+// returns its property and descriptor; the caller owns fd.
+func (s *shard) findEndpLocked(label string) (prop string, fd int, ok bool) {
+	l := s.endps[label]
+	if l == nil {
+		return "", -1, false
+	}
+	e := l.first
+	prop, fd = e.prop, e.fd
+	s.removeLocked(e)
+	return prop, fd, true
+}
+
+// saveDestLocked refreshes or appends a binding of the destination label.
+func (s *shard) saveDestLocked(deadline int64, label, prop, endpLabel string) {
+	l := s.dests[label]
+	if l == nil {
+		l = s.newListLocked(label, true)
+		s.dests[label] = l
+	}
+	for e := l.first; e != nil; e = e.next {
+		if e.endpLabel == endpLabel && e.prop == prop {
+			s.heap[e.index].deadline = deadline
+			s.fixLocked(e.index)
+			return
+		}
+	}
+	e := s.newEntryLocked()
+	e.prop = prop
+	e.endpLabel = endpLabel
+	e.fd = -1
+	s.appendLocked(l, e, deadline)
+}
+
+// bindingsLocked appends the destination label's bindings, oldest first,
+// to dst.
+func (s *shard) bindingsLocked(label string, dst []binding) []binding {
+	l := s.dests[label]
+	if l == nil {
+		return dst
+	}
+	for e := l.first; e != nil; e = e.next {
+		dst = append(dst, binding{endpLabel: e.endpLabel, prop: e.prop})
+	}
+	return dst
+}
+
+// drainLocked empties the shard, appending every session descriptor it
+// holds, pending ones included, to dst.
+func (s *shard) drainLocked(dst []int) []int {
+	dst = s.takePendingLocked(dst)
+	for len(s.heap) > 0 {
+		e := s.heap[len(s.heap)-1].e
+		if !e.list.dest {
+			dst = append(dst, e.fd)
+		}
+		s.removeLocked(e)
+	}
+	return dst
+}
+
+// appendLocked puts a new entry at the tail of l and in the heap.
+func (s *shard) appendLocked(l *list, e *entry, deadline int64) {
+	e.list = l
+	e.prev = l.last
+	if l.last != nil {
+		l.last.next = e
+	} else {
+		l.first = e
+	}
+	l.last = e
+	s.pushLocked(e, deadline)
+}
+
+// removeLocked takes e out of its list and the heap and frees it. When
+// its list becomes empty, the label goes from its map
+// (scache_multi.c:scache_multi_drop_endp(), scache_multi_drop_dest()).
+func (s *shard) removeLocked(e *entry) {
+	s.deleteLocked(e.index)
+	l := e.list
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		l.first = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		l.last = e.prev
+	}
+	if !l.dest {
+		s.sessions--
+	}
+	if l.first == nil {
+		if l.dest {
+			delete(s.dests, l.label)
+		} else {
+			delete(s.endps, l.label)
+		}
+		s.freeListLocked(l)
+	}
+	s.freeEntryLocked(e)
+}
+
+func (s *shard) newEntryLocked() *entry {
+	e := s.freeEntries
+	if e == nil {
+		return new(entry)
+	}
+	s.freeEntries = e.next
+	s.nFreeEntry--
+	e.next = nil
+	return e
+}
+
+func (s *shard) freeEntryLocked(e *entry) {
+	*e = entry{} // drop references to strings and neighbours
+	if s.nFreeEntry < maxFree {
+		e.next = s.freeEntries
+		s.freeEntries = e
+		s.nFreeEntry++
+	}
+}
+
+func (s *shard) newListLocked(label string, dest bool) *list {
+	l := s.freeLists
+	if l == nil {
+		l = new(list)
+	} else {
+		s.freeLists = l.nextFree
+		s.nFreeList--
+		l.nextFree = nil
+	}
+	l.label = label
+	l.dest = dest
+	return l
+}
+
+func (s *shard) freeListLocked(l *list) {
+	*l = list{}
+	if s.nFreeList < maxFree {
+		l.nextFree = s.freeLists
+		s.freeLists = l
+		s.nFreeList++
+	}
+}
