@@ -3,7 +3,7 @@ module github.com/scached/scached
 go 1.26.8
 
 require (
-	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
-	github.com/sirupsen/logrus v1.10.2 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/sirupsen/logrus v1.10.2
+	golang.org/x/sys v0.50.0
 )

@@ -1,6 +1,10 @@
 package journal
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // Stats is one statistics interval of the connection cache, counted exactly
 // as Postfix's scache(8) counts it (scache.c:scache_status_dump()).
@@ -21,4 +25,73 @@ func (s Stats) Zero() bool {
 	return s.DestHits == 0 && s.DestMisses == 0 && s.EndpHits == 0 &&
 		s.EndpMisses == 0 && s.PeakDests == 0 && s.PeakEndps == 0 &&
 		s.PeakSessions == 0
+}
+
+// startLayout is ctime(3)'s "Mmm dd hh:mm:ss" part (ctime()+4, %.15s): the
+// day of the month is padded with a space ("Nov  8").
+const startLayout = "Jan _2 15:04:05"
+
+// Lines returns the interval as the text of Postfix's statistics records,
+// in order, exactly as scache.c:scache_status_dump() formats them:
+//
+//	statistics: start interval Nov 28 13:09:27
+//	statistics: domain lookup hits=182 miss=18 success=91%
+//	statistics: address lookup hits=10 miss=8 success=55%
+//	statistics: max simultaneous domains=1 addresses=1 connection=8
+//
+// Each line after the first appears only if its own counters are non-zero;
+// a Zero interval gives no lines. The start time is shown in local time,
+// like ctime(3); success is hits*100/(hits+miss) rounded down.
+func (s Stats) Lines() []string {
+	if s.Zero() {
+		return nil
+	}
+	lines := []string{"statistics: start interval " + s.Start.Local().Format(startLayout)}
+	if s.DestHits != 0 || s.DestMisses != 0 {
+		lines = append(lines, fmt.Sprintf("statistics: domain lookup hits=%d miss=%d success=%d%%",
+			s.DestHits, s.DestMisses, success(s.DestHits, s.DestMisses)))
+	}
+	if s.EndpHits != 0 || s.EndpMisses != 0 {
+		lines = append(lines, fmt.Sprintf("statistics: address lookup hits=%d miss=%d success=%d%%",
+			s.EndpHits, s.EndpMisses, success(s.EndpHits, s.EndpMisses)))
+	}
+	if s.PeakDests != 0 || s.PeakEndps != 0 || s.PeakSessions != 0 {
+		lines = append(lines, fmt.Sprintf("statistics: max simultaneous domains=%d addresses=%d connection=%d",
+			s.PeakDests, s.PeakEndps, s.PeakSessions))
+	}
+	return lines
+}
+
+// success is Postfix's hit rate in percent, truncated by integer division.
+// The caller guarantees hits+miss != 0; counters are never negative.
+func success(hits, miss int) int {
+	return hits * 100 / (hits + miss)
+}
+
+// Journal field names carried by every statistics record, so that the
+// journal can be queried by number (journalctl SCACHE_DEST_MISSES=0).
+const (
+	FieldDestHits        = "SCACHE_DEST_HITS"
+	FieldDestMisses      = "SCACHE_DEST_MISSES"
+	FieldEndpHits        = "SCACHE_ENDP_HITS"
+	FieldEndpMisses      = "SCACHE_ENDP_MISSES"
+	FieldPeakDests       = "SCACHE_PEAK_DESTS"
+	FieldPeakEndps       = "SCACHE_PEAK_ENDPS"
+	FieldPeakSessions    = "SCACHE_PEAK_SESSIONS"
+	FieldIntervalSeconds = "SCACHE_INTERVAL_SECONDS"
+)
+
+// Fields returns the interval's counters as journal fields, in decimal.
+// SCACHE_INTERVAL_SECONDS is the interval rounded to the nearest second.
+func (s Stats) Fields() map[string]string {
+	return map[string]string{
+		FieldDestHits:        strconv.Itoa(s.DestHits),
+		FieldDestMisses:      strconv.Itoa(s.DestMisses),
+		FieldEndpHits:        strconv.Itoa(s.EndpHits),
+		FieldEndpMisses:      strconv.Itoa(s.EndpMisses),
+		FieldPeakDests:       strconv.Itoa(s.PeakDests),
+		FieldPeakEndps:       strconv.Itoa(s.PeakEndps),
+		FieldPeakSessions:    strconv.Itoa(s.PeakSessions),
+		FieldIntervalSeconds: strconv.FormatInt(int64(s.Interval.Round(time.Second)/time.Second), 10),
+	}
 }
