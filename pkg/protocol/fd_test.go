@@ -190,3 +190,56 @@ func TestCloseClosesPendingFDs(t *testing.T) {
 		t.Errorf("leak: %d before, %d after", before, after)
 	}
 }
+
+// A save_endp with a tolerated extra attribute after the expected ones,
+// in one write: the extra attribute is skipped (Postfix discards it with its
+// buffer when it writes the dummy) and the descriptor that follows the
+// dummy is received. Found by the conformance suite
+// (extra_attribute_after_all_executed).
+func TestRecvFDAfterExtraAttribute(t *testing.T) {
+	for _, glued := range []bool{false, true} {
+		sc, peer := serverOver(t, 1<<20)
+		r, w := pipePair(t)
+		peer.writeRaw(wire("request^@save_endp^@ttl^@2^@label^@L^@property^@P0^@foo^@bar^@^@"))
+		peer.Flush()
+		if glued {
+			sendRights(t, peer.UnixConn(), []byte{0}, w)
+		}
+		req, err := sc.ReadRequest()
+		if err != nil || parsed(req) != "save_endp valid ttl=2 label=L prop=P0" {
+			t.Fatalf("%v %v", parsed(req), err)
+		}
+		sc.WriteDummy()
+		if !glued {
+			go func() {
+				buf := make([]byte, 9)
+				peer.UnixConn().Read(buf)
+				sendRights(t, peer.UnixConn(), []byte{0}, w)
+			}()
+		}
+		fd, err := sc.RecvFD()
+		if err != nil {
+			t.Fatalf("glued=%t: %v", glued, err)
+		}
+		checkIdentity(t, fd, r)
+		unix.Close(fd)
+		unix.Close(w)
+		unix.Close(r)
+		if n := sc.Discarded(); n != 0 {
+			t.Errorf("discarded %d", n)
+		}
+	}
+}
+
+// The same for a find hit: the dummy that follows is read as the dummy.
+func TestReadDummyAfterExtraAttribute(t *testing.T) {
+	sc, peer := serverOver(t, 1<<20)
+	peer.writeRaw(wire("request^@find_endp^@label^@L^@foo^@bar^@^@dummy^@^@^@"))
+	peer.Flush()
+	if req, err := sc.ReadRequest(); err != nil || !req.Valid {
+		t.Fatalf("%v %v", parsed(req), err)
+	}
+	if ok, w, err := sc.ReadDummy(); !ok || err != nil {
+		t.Fatalf("dummy not read: %v %q", err, w)
+	}
+}

@@ -205,10 +205,22 @@ func (s *ServerConn) bufferedString() ([]byte, bool) {
 	return nil, false
 }
 
+// RecvFD receives the descriptor of a save_endp request, after the dummy
+// was queued. Like Postfix, which discards its unread input when it writes
+// the dummy, it first skips what is left of the request (a tolerated extra
+// attribute after the expected ones), so that the next byte is the one
+// carrying the descriptor. See Conn.RecvFD for ownership and errors.
+func (s *ServerConn) RecvFD() (int, error) {
+	s.skipRest()
+	return s.Conn.RecvFD()
+}
+
 // ReadDummy reads a dummy attribute list, as the server does around handing
 // out a descriptor. It reports false, with Postfix's warnings in
-// Warnings, when the client sent something else.
+// Warnings, when the client sent something else. What is left of the
+// request that led to the hand-out is skipped first, as in RecvFD.
 func (s *ServerConn) ReadDummy() (ok bool, warnings []string, err error) {
+	s.skipRest()
 	s.sc.budget = s.limit
 	s.sc.warnings = nil
 	res, err := s.sc.scan(wantDummy, false)
