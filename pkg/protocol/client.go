@@ -40,12 +40,30 @@ func Dial(path string, timeout time.Duration) (*Client, error) {
 	return cl, nil
 }
 
+// DialLegacy connects like Postfix 3.5 and older (global/scache_clnt.c
+// before 3.6): no greeting is expected, the first request is sent at once.
+func DialLegacy(path string, timeout time.Duration) (*Client, error) {
+	d := net.Dialer{Timeout: timeout}
+	nc, err := d.Dial("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return NewLegacyClient(nc.(*net.UnixConn), timeout), nil
+}
+
+// NewLegacyClient takes over uc without reading a greeting, as Postfix 3.5
+// and older do.
+func NewLegacyClient(uc *net.UnixConn, timeout time.Duration) *Client {
+	cl := &Client{c: NewConn(uc, timeout)}
+	cl.sc = scanner{c: cl.c, peer: "server"}
+	return cl
+}
+
 // NewClient takes over uc and reads the server's greeting
 // (scache_clnt.c:scache_clnt_handshake()). On error the caller still owns
 // uc.
 func NewClient(uc *net.UnixConn, timeout time.Duration) (*Client, error) {
-	cl := &Client{c: NewConn(uc, timeout)}
-	cl.sc = scanner{c: cl.c, peer: "server"}
+	cl := NewLegacyClient(uc, timeout)
 	res, err := cl.scanReply([]attrWant{{AttrProtocol, false, false}})
 	if err != nil {
 		return nil, fmt.Errorf("read greeting: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -156,6 +157,9 @@ func (c *Conn) fill(limit int) error {
 		c.uc.SetReadDeadline(time.Now().Add(c.timeout))
 	}
 	n, oobn, flags, _, err := c.uc.ReadMsgUnix(c.rbuf[c.w:], c.oob)
+	if n < 0 { // a failed recvmsg (a timeout, for one) reports -1
+		n, oobn = 0, 0
+	}
 	if oobn > 0 {
 		c.recordFDs(c.oob[:oobn], int64(c.w+n-1), flags&unix.MSG_CTRUNC != 0)
 	}
@@ -236,6 +240,26 @@ func (c *Conn) readString(limit int) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// WaitInput waits up to d for input from the peer and reports whether some
+// arrived (it is then buffered). Pending output is flushed first.
+func (c *Conn) WaitInput(d time.Duration) (bool, error) {
+	if c.Buffered() > 0 {
+		return true, nil
+	}
+	saved := c.timeout
+	c.timeout = d
+	err := c.fill(1)
+	c.timeout = saved
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.rerr = nil // a quiet peer is no failure
+		return false, nil
+	}
+	return false, err
 }
 
 // RecvFD receives one descriptor: it consumes one byte, which must have

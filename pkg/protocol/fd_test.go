@@ -41,7 +41,9 @@ func TestRecvFD(t *testing.T) {
 	peer.Flush()
 	readSaveEndp(t, sc)
 	sc.WriteDummy()
+	sent := make(chan struct{})
 	go func() {
+		defer close(sent)
 		// The client waits for the dummy before it sends.
 		buf := make([]byte, 9)
 		peer.UnixConn().Read(buf)
@@ -49,6 +51,7 @@ func TestRecvFD(t *testing.T) {
 		unix.Close(w)
 	}()
 	fd, err := sc.RecvFD()
+	<-sent
 	if err != nil {
 		t.Fatal(err)
 	}

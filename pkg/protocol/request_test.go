@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"io"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -268,5 +269,28 @@ func TestReadRequestStringsAcrossBufferMoves(t *testing.T) {
 	req, err := sc.ReadRequest()
 	if err != nil || req.Label != a || req.Prop != b || req.EndpLabel != c {
 		t.Fatalf("strings corrupted: %v", err)
+	}
+}
+
+// A read that times out is an error, never a corrupted buffer (recvmsg
+// reports -1 bytes then); WaitInput treats the timeout as "no input".
+func TestReadTimeout(t *testing.T) {
+	a, _ := socketPair(t)
+	sc := NewServerConn(NewConn(a, 50*time.Millisecond), "scache socket", 1<<20)
+	if _, err := sc.ReadRequest(); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("got %v, want a deadline error", err)
+	}
+	a2, b2 := socketPair(t)
+	c := NewConn(a2, time.Second)
+	if ok, err := c.WaitInput(20 * time.Millisecond); ok || err != nil {
+		t.Fatalf("WaitInput on a quiet peer: %t %v", ok, err)
+	}
+	b2.Write(wire("request^@find_endp^@label^@L^@^@"))
+	if ok, err := c.WaitInput(time.Second); !ok || err != nil {
+		t.Fatalf("WaitInput with input: %t %v", ok, err)
+	}
+	sc2 := NewServerConn(c, "scache socket", 1<<20)
+	if req, err := sc2.ReadRequest(); err != nil || parsed(req) != "find_endp valid label=L" {
+		t.Fatalf("after WaitInput: %v %v", parsed(req), err)
 	}
 }

@@ -18,7 +18,9 @@ import (
 func (s *Server) serveClient(uc *net.UnixConn) {
 	pc := protocol.NewServerConn(protocol.NewConn(uc, s.cfg.IPCTimeout), streamName, s.cfg.RequestSizeLimit)
 	defer pc.Close()
-	pc.WriteGreeting()
+	if !s.greet(pc) {
+		return
+	}
 	for {
 		req, err := pc.ReadRequest()
 		s.warnAll(req.Warnings)
@@ -39,6 +41,28 @@ func (s *Server) serveClient(uc *net.UnixConn) {
 			return
 		}
 	}
+}
+
+// greet sends the greeting as Config.Greeting says. It reports false when
+// the client is gone.
+func (s *Server) greet(pc *protocol.ServerConn) bool {
+	switch s.cfg.Greeting {
+	case GreetNever:
+		return true
+	case GreetAuto:
+		spoke, err := pc.WaitInput(s.cfg.LegacyWait)
+		if err != nil {
+			return false
+		}
+		if spoke {
+			if s.cfg.Verbose {
+				s.cfg.Log.Debugf("client spoke first: Postfix 3.5 or older, no greeting")
+			}
+			return true
+		}
+	}
+	pc.WriteGreeting()
+	return true
 }
 
 // handle answers one request. It reports false when the connection broke.

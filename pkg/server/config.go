@@ -21,6 +21,13 @@ type Config struct {
 	// largest request, all its strings counted, that a client may send.
 	RequestSizeLimit int
 
+	// Greeting is scached_legacy_clients (no): whether clients get
+	// Postfix 3.6's greeting. See GreetingMode.
+	Greeting GreetingMode
+	// LegacyWait is how long GreetAuto waits for a Postfix <= 3.5 client to
+	// speak first (20ms).
+	LegacyWait time.Duration
+
 	// Log receives all log records. Required.
 	Log Logger
 	// Verbose enables debug records (Postfix's -v). They may contain
@@ -35,6 +42,31 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// GreetingMode says which Postfix clients a server serves. Postfix 3.6 and
+// later wait for the server's greeting (protocol=connection_cache_protocol)
+// before their first request; 3.5 and older send their first request at
+// once and would read the greeting as the reply.
+type GreetingMode int
+
+const (
+	// GreetAlways: greet every client, as Postfix's scache does since 3.6
+	// (scached_legacy_clients = no).
+	GreetAlways GreetingMode = iota
+	// GreetNever: greet no client, as Postfix's scache did before 3.6
+	// (scached_legacy_clients = yes).
+	GreetNever
+	// GreetAuto: serve both. A client whose first request arrives within
+	// LegacyWait of being accepted is a 3.5 client and is not greeted;
+	// any other is greeted after that wait (scached_legacy_clients =
+	// auto). Each new 3.6 client connection waits LegacyWait once.
+	GreetAuto
+)
+
+// DefaultLegacyWait is how long GreetAuto waits for a client to speak
+// first. A Postfix 3.5 client writes its request right after connect(),
+// long before the server accepts the connection.
+const DefaultLegacyWait = 20 * time.Millisecond
 
 // Defaults, as Postfix 3.7 ships them (postconf -d).
 const (

@@ -535,3 +535,56 @@ func TestIdleExit(t *testing.T) {
 		t.Fatal("no idle exit")
 	}
 }
+
+// Postfix 3.5 and older send their first request without waiting for a
+// greeting. scached_legacy_clients = auto serves them and 3.6+ clients
+// side by side; = yes serves only them; = no (default) only 3.6+.
+func TestLegacyClients(t *testing.T) {
+	for _, tc := range []struct {
+		mode               GreetingMode
+		legacyOK, modernOK bool
+	}{
+		{GreetAuto, true, true},
+		{GreetNever, true, false},
+		{GreetAlways, false, true},
+	} {
+		ts := startServer(t, func(c *Config) { c.Greeting = tc.mode })
+		// A legacy client: every request, with descriptors both ways.
+		old, err := protocol.DialLegacy(ts.path, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newPair(t)
+		st, err := old.SaveEndp(2, "E", "ep", p.near)
+		unix.Close(p.near)
+		if ok := err == nil && st == 0; ok != tc.legacyOK {
+			t.Errorf("mode %d: legacy save_endp: %d %v", tc.mode, st, err)
+		}
+		if tc.legacyOK {
+			if st, err := old.SaveDest(2, "D", "dp", "E"); err != nil || st != 0 {
+				t.Errorf("mode %d: legacy save_dest: %d %v", tc.mode, st, err)
+			}
+			st, _, _, fd, err := old.FindDest("D")
+			if err != nil || st != 0 {
+				t.Fatalf("mode %d: legacy find_dest: %d %v", tc.mode, st, err)
+			}
+			p.is(t, fd)
+			unix.Close(fd)
+			if st, _, _, err := old.FindEndp("E"); err != nil || st != protocol.StatusFail {
+				t.Errorf("mode %d: legacy find_endp: %d %v", tc.mode, st, err)
+			}
+		}
+		old.Close()
+		// A 3.6+ client.
+		modern, err := protocol.Dial(ts.path, 2*time.Second)
+		if ok := err == nil; ok != tc.modernOK {
+			t.Errorf("mode %d: modern client: %v", tc.mode, err)
+		}
+		if err == nil {
+			if st, _, _, err := modern.FindEndp("E"); err != nil || st != protocol.StatusFail {
+				t.Errorf("mode %d: modern find_endp: %d %v", tc.mode, st, err)
+			}
+			modern.Close()
+		}
+	}
+}

@@ -63,6 +63,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestSizeLimit == 0 {
 		cfg.RequestSizeLimit = DefaultRequestSizeLimit
 	}
+	if cfg.LegacyWait == 0 {
+		cfg.LegacyWait = DefaultLegacyWait
+	}
 	if cfg.TTLLimit < time.Second || cfg.StatusUpdateTime <= 0 || cfg.IPCTimeout <= 0 || cfg.RequestSizeLimit < 1024 {
 		return nil, fmt.Errorf("server: parameter out of range: ttl limit %v, status update time %v, ipc timeout %v, request size limit %d",
 			cfg.TTLLimit, cfg.StatusUpdateTime, cfg.IPCTimeout, cfg.RequestSizeLimit)
