@@ -1,6 +1,7 @@
 # scached — see README.md. `make run` serves on a local socket; `make test`
 # runs every test (root-only parts say SKIP when not root).
 
+SHELL   := /bin/bash
 GO      ?= go
 PREFIX  ?= /usr
 DESTDIR ?=
@@ -10,7 +11,7 @@ FUZZTIME ?= 5s
 
 GOFILES := $(shell find . -name '*.go' -not -path './.git/*')
 
-.PHONY: all build run test check fmt-check vet unit fuzz integration root-tests clean
+.PHONY: all build run test check fmt-check vet unit fuzz integration conformance root-tests e2e units clean
 
 all: build
 
@@ -28,7 +29,7 @@ run: build
 	exec $(BIN) -c $(RUNDIR) -listen $(RUNDIR)/scached
 
 # Every test. The order goes from cheap to expensive.
-test: check unit fuzz integration root-tests
+test: check unit fuzz integration conformance root-tests
 	@echo "make test: all passed"
 
 check: fmt-check vet
@@ -54,10 +55,23 @@ fuzz:
 integration:
 	$(GO) test -race -count=1 ./test/integration/...
 
-# Tests that need root (a real journald, Postfix, systemd); each says SKIP
-# loudly when it cannot run.
-root-tests:
-	@echo "root-tests: placeholder until the root suites are wired"
+# The differential suite: against an in-process scached and, as root with
+# Postfix installed, against Postfix's own scache (TestPostfix says SKIP
+# otherwise); then against the real binary.
+conformance:
+	$(GO) test -race -count=1 -v -run 'TestScached|TestPostfix|TestDifferences' ./test/conformance | grep -E '^(---|ok|FAIL|PASS)|passed|SKIP'; test $${PIPESTATUS[0]} -eq 0
+	test/conformance/binary.sh
+
+# Tests that need root: real smtp(8)/lmtp(8) deliveries through scached
+# and Postfix's scache, the shipped units. Each says SKIP loudly when it
+# cannot run. (The real-journald tests run within unit and integration.)
+root-tests: e2e units
+
+e2e:
+	test/postfix/e2e.sh
+
+units:
+	dist/systemd/verify.sh
 
 clean:
 	rm -rf bin run
