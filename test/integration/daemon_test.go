@@ -346,3 +346,41 @@ func TestActivationValidation(t *testing.T) {
 		})
 	}
 }
+
+// scached_legacy_clients = auto: the binary serves a client that behaves
+// like Postfix 3.5's scache_clnt.c (request first, no greeting) and a 3.6+
+// client side by side; = no (the default) greets the old one, which then
+// fails as it would against Postfix 3.6's scache.
+func TestLegacyClientsBinary(t *testing.T) {
+	_, path := startListen(t, "-o", "scached_legacy_clients=auto")
+	old, err := protocol.DialLegacy(path, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	p := newPair(t)
+	if st, err := old.SaveEndp(2, "E", "ep", p.near); err != nil || st != 0 {
+		t.Fatalf("legacy save_endp: %d %v", st, err)
+	}
+	unix.Close(p.near)
+	modern := dial(t, path)
+	st, prop, fd, err := modern.FindEndp("E")
+	if err != nil || st != 0 || prop != "ep" {
+		t.Fatalf("modern find_endp: %d %v", st, err)
+	}
+	p.is(t, fd)
+	unix.Close(fd)
+	if st, _, _, err := old.FindEndp("E"); err != nil || st != protocol.StatusFail {
+		t.Fatalf("legacy find_endp: %d %v", st, err)
+	}
+
+	_, path2 := startListen(t)
+	old2, err := protocol.DialLegacy(path2, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old2.Close()
+	if _, _, _, err := old2.FindEndp("E"); err == nil {
+		t.Error("a legacy client worked against the default (greeting) mode")
+	}
+}
