@@ -26,7 +26,7 @@ run: build
 	@mkdir -p $(RUNDIR)
 	@echo "scached: listening on $(RUNDIR)/scached (config directory $(RUNDIR); Ctrl-C stops)"
 	@echo "scached: point Postfix at it with a socket in its private/ directory, see README.md"
-	exec $(BIN) -c $(RUNDIR) -listen $(RUNDIR)/scached
+	exec $(BIN) -c $(RUNDIR) -listen $(RUNDIR)/scached -o "scached_authorized_users=root, $$(id -u)"
 
 # Every test. The order goes from cheap to expensive.
 test: check unit fuzz integration conformance root-tests

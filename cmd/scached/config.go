@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -78,6 +79,8 @@ const (
 	parSyslogName       = "syslog_name"
 	parRequestSizeLimit = "scached_request_size_limit"
 	parLegacyClients    = "scached_legacy_clients"
+	parMailOwner        = "mail_owner"
+	parAuthorizedUsers  = "scached_authorized_users"
 )
 
 // params are the parameters scached reads, with Postfix's defaults and
@@ -91,6 +94,8 @@ var params = []param{
 	{parSyslogName, defaultSyslogName, kindString, 1},
 	{parRequestSizeLimit, "4194304", kindBytes, 1024},
 	{parLegacyClients, "no", kindChoice, 0},
+	{parMailOwner, "postfix", kindString, 1},
+	{parAuthorizedUsers, "root, $mail_owner", kindString, 0},
 }
 
 func lookupParam(name string) (param, bool) {
@@ -120,6 +125,11 @@ type config struct {
 	SyslogName       string
 	// LegacyClients is scached_legacy_clients: "no", "yes" or "auto".
 	LegacyClients string
+	// MailOwner is Postfix's mail_owner, the user smtp(8) runs as.
+	MailOwner string
+	// AuthorizedUsers is scached_authorized_users, expanded: user names or
+	// ids separated by commas or white space, or static:anyone.
+	AuthorizedUsers string
 
 	// Warnings are problems in main.cf that Postfix too only warns
 	// about; log them once a logger exists.
@@ -256,10 +266,19 @@ func (cfg *config) set(p param, v string) error {
 			return valueErr("not one of no, yes, auto")
 		}
 	case kindString:
-		if int64(len(v)) < p.min {
+		if int64(len(strings.Trim(v, whitespace))) < p.min {
 			return valueErr("empty value")
 		}
-		cfg.SyslogName = v
+		switch p.name {
+		case parSyslogName:
+			cfg.SyslogName = v
+		case parMailOwner:
+			cfg.MailOwner = strings.Trim(v, whitespace)
+		case parAuthorizedUsers:
+			cfg.AuthorizedUsers = v
+		default:
+			panic("config: unhandled string parameter " + p.name)
+		}
 	}
 	return nil
 }
@@ -605,4 +624,46 @@ func operand(s, body string) (text, after string, curly bool, err error) {
 		}
 	}
 	return "", "", false, valueErr("unbalanced {} in \"${%s}\"", body)
+}
+
+// anyone is the scached_authorized_users value that admits every user, as
+// in Postfix's authorized_*_users parameters.
+const anyone = "static:anyone"
+
+// authorizedUIDs resolves scached_authorized_users to user ids. Nil means
+// anyone. A name that does not resolve is reported in warnings and left
+// out (on a machine without the postfix user, root alone remains).
+func authorizedUIDs(list string, lookup func(string) (uint32, error)) (uids map[uint32]bool, warnings []string, err error) {
+	uids = map[uint32]bool{}
+	for _, name := range strings.FieldsFunc(list, func(r rune) bool {
+		return r == ',' || strings.ContainsRune(whitespace, r)
+	}) {
+		if name == anyone {
+			return nil, nil, nil
+		}
+		if strings.HasPrefix(name, "static:") || strings.ContainsAny(name, ":/") {
+			return nil, nil, valueErr("%s: %q: only user names, user ids and %s are supported", parAuthorizedUsers, name, anyone)
+		}
+		if id, perr := strconv.ParseUint(name, 10, 32); perr == nil {
+			uids[uint32(id)] = true
+			continue
+		}
+		id, lerr := lookup(name)
+		if lerr != nil {
+			warnings = append(warnings, fmt.Sprintf("%s: unknown user %q, ignored: %v", parAuthorizedUsers, name, lerr))
+			continue
+		}
+		uids[id] = true
+	}
+	return uids, warnings, nil
+}
+
+// lookupUser resolves a user name with the system's user database.
+func lookupUser(name string) (uint32, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, err
+	}
+	id, err := strconv.ParseUint(u.Uid, 10, 32)
+	return uint32(id), err
 }

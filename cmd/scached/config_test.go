@@ -35,6 +35,8 @@ var defaults = config{
 	RequestSizeLimit: 4194304,
 	SyslogName:       "postfix",
 	LegacyClients:    "no",
+	MailOwner:        "postfix",
+	AuthorizedUsers:  "root, postfix",
 }
 
 // with returns the defaults changed by f.
@@ -66,7 +68,7 @@ func TestConfigValues(t *testing.T) {
 			want: config{
 				TTLLimit: 3 * time.Second, StatusUpdateTime: 10 * time.Minute,
 				MaxIdle: time.Hour, IPCTimeout: 48 * time.Hour,
-				SyslogName: "postfix-out", RequestSizeLimit: 65536, LegacyClients: "no",
+				SyslogName: "postfix-out", RequestSizeLimit: 65536, LegacyClients: "no", MailOwner: "postfix", AuthorizedUsers: "root, postfix",
 			},
 		},
 		{name: "seconds without unit", mainCF: "max_idle = 30\n", want: with(func(c *config) { c.MaxIdle = 30 * time.Second })},
@@ -325,7 +327,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "-o empty", overrides: []string{""}, kind: errOption,
 			msg: `invalid "-o " option value: missing attribute name`},
 		{name: "-o unknown parameter", overrides: []string{"smtpd_banner=hi"}, kind: errOption,
-			msg: `-o smtpd_banner=hi: unknown parameter "smtpd_banner"; scached reads connection_cache_ttl_limit, connection_cache_status_update_time, ipc_timeout, max_idle, syslog_name, scached_request_size_limit, scached_legacy_clients`},
+			msg: `-o smtpd_banner=hi: unknown parameter "smtpd_banner"; scached reads connection_cache_ttl_limit, connection_cache_status_update_time, ipc_timeout, max_idle, syslog_name, scached_request_size_limit, scached_legacy_clients, mail_owner, scached_authorized_users`},
 		{name: "-o bad value", mainCF: "max_idle = 5s\n", overrides: []string{"max_idle=abc"}, kind: errValue,
 			msg: `-o max_idle=abc: invalid max_idle value "abc": not a number with an optional unit s, m, h, d or w`},
 		{name: "-o below minimum", overrides: []string{"connection_cache_ttl_limit=0"}, kind: errValue,
@@ -412,5 +414,46 @@ func TestParseTime(t *testing.T) {
 		if got, err := parseTime(in, 1); err == nil {
 			t.Errorf("parseTime(%q) = %d, want error", in, got)
 		}
+	}
+}
+
+func TestAuthorizedUIDs(t *testing.T) {
+	lookup := func(name string) (uint32, error) {
+		switch name {
+		case "root":
+			return 0, nil
+		case "postfix":
+			return 107, nil
+		}
+		return 0, errors.New("unknown user")
+	}
+	for _, tc := range []struct {
+		list     string
+		want     map[uint32]bool
+		warnings int
+		err      bool
+	}{
+		{"root, postfix", map[uint32]bool{0: true, 107: true}, 0, false},
+		{"root,postfix  1000", map[uint32]bool{0: true, 107: true, 1000: true}, 0, false},
+		{"root, nosuchuser", map[uint32]bool{0: true}, 1, false},
+		{"", map[uint32]bool{}, 0, false},
+		{"root static:anyone", nil, 0, false},
+		{"static:all", nil, 0, true},
+		{"hash:/etc/postfix/users", nil, 0, true},
+	} {
+		got, w, err := authorizedUIDs(tc.list, lookup)
+		if (err != nil) != tc.err || len(w) != tc.warnings || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: got %v %q %v", tc.list, got, w, err)
+		}
+	}
+}
+
+// mail_owner from main.cf feeds the default scached_authorized_users.
+func TestAuthorizedUsersFollowMailOwner(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("mail_owner = pfx\n"), 0o644)
+	cfg, err := loadConfig(dir, nil)
+	if err != nil || cfg.AuthorizedUsers != "root, pfx" || cfg.MailOwner != "pfx" {
+		t.Fatalf("%+v %v", cfg, err)
 	}
 }

@@ -95,6 +95,18 @@ connection that another client saved.
 Each request is limited to scached_request_size_limit bytes, all its strings
 counted; scache(8) has no such limit.
 
+On top of the socket's permissions, scached(8) reads the peer credentials
+(SO_PEERCRED) of every client and refuses, with a rate-limited warning and
+no reply, a user not in scached_authorized_users (root and mail_owner by
+default). The two combine: the file mode keeps other users from connecting
+at all; the check still holds where the socket is more open (a -listen
+socket is 0666) and names who tried. A client that is allowed in is
+trusted to speak for Postfix: it can save and take any connection.
+
+Labels and properties (they hold host names, e-mail addresses and TLS
+session data) are kept in memory only while their entry lives, and logged
+only at debug level (-v); warnings name attributes, never their values.
+
 # DIAGNOSTICS
 
 Problems and transactions are logged to the systemd journal, or to standard
@@ -179,6 +191,16 @@ syslog_name (postfix)
 scached_request_size_limit (4194304)
   - The largest request, in bytes, all its strings counted, that a client
     may send (at least 1024). This parameter is specific to scached(8).
+
+mail_owner (postfix)
+  - The UNIX system account that owns the Postfix queue and that smtp(8)
+    and lmtp(8) run as; it only feeds scached_authorized_users.
+
+scached_authorized_users (root, $mail_owner)
+  - The users whose processes may use the cache, by name or numeric id,
+    separated by commas or white space; static:anyone admits every user.
+    Peer credentials are read with SO_PEERCRED. Names that do not resolve
+    are ignored with a warning. This parameter is specific to scached(8).
 
 scached_legacy_clients (no)
   - Which Postfix clients to serve. Postfix 3.6 and later wait for the

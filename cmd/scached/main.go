@@ -148,6 +148,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Warnf("%s", w)
 	}
 
+	uids, uidWarnings, err := authorizedUIDs(cfg.AuthorizedUsers, lookupUser)
+	if err != nil {
+		return fatalf(log, "%v", err)
+	}
+	for _, w := range uidWarnings {
+		log.Warnf("%s", w)
+	}
+
 	var (
 		ln   *net.UnixListener
 		name string
@@ -175,6 +183,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		IPCTimeout:       cfg.IPCTimeout,
 		RequestSizeLimit: cfg.RequestSizeLimit,
 		Greeting:         greetingModes[cfg.LegacyClients],
+		AuthorizedUIDs:   uids,
 		Log:              log,
 		Verbose:          opts.verbose > 0,
 		Ready:            func() { notify(log, "READY=1") },

@@ -16,6 +16,10 @@ import (
 // serveClient speaks the protocol with one client until it disconnects,
 // times out or breaks the stream. It owns uc.
 func (s *Server) serveClient(uc *net.UnixConn) {
+	if !s.authorized(uc) {
+		uc.Close()
+		return
+	}
 	pc := protocol.NewServerConn(protocol.NewConn(uc, s.cfg.IPCTimeout), streamName, s.cfg.RequestSizeLimit)
 	defer pc.Close()
 	if !s.greet(pc) {
@@ -41,6 +45,33 @@ func (s *Server) serveClient(uc *net.UnixConn) {
 			return
 		}
 	}
+}
+
+// authorized checks the client's peer credentials against
+// Config.AuthorizedUIDs.
+func (s *Server) authorized(uc *net.UnixConn) bool {
+	if s.cfg.AuthorizedUIDs == nil {
+		return true
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		s.cfg.Log.Warnf("refusing connection: peer credentials: %v", err)
+		return false
+	}
+	var cred *unix.Ucred
+	var credErr error
+	raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if credErr != nil {
+		s.cfg.Log.Warnf("refusing connection: peer credentials: %v", credErr)
+		return false
+	}
+	if !s.cfg.AuthorizedUIDs[cred.Uid] {
+		s.refusals.warn(s, cred.Uid, cred.Pid)
+		return false
+	}
+	return true
 }
 
 // greet sends the greeting as Config.Greeting says. It reports false when

@@ -28,6 +28,12 @@ type Config struct {
 	// speak first (20ms).
 	LegacyWait time.Duration
 
+	// AuthorizedUIDs is scached_authorized_users resolved to user ids: a
+	// client whose peer credentials (SO_PEERCRED) name another user is
+	// refused with a warning and no reply. Nil admits every user; the
+	// socket's file permissions are then the only gate.
+	AuthorizedUIDs map[uint32]bool
+
 	// Log receives all log records. Required.
 	Log Logger
 	// Verbose enables debug records (Postfix's -v). They may contain

@@ -2,8 +2,11 @@ package server
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -586,5 +589,33 @@ func TestLegacyClients(t *testing.T) {
 			}
 			modern.Close()
 		}
+	}
+}
+
+// Peer credentials: a user outside AuthorizedUIDs is refused with a
+// (rate-limited) warning and no reply at all; an authorized one is served.
+func TestAuthorizedUsers(t *testing.T) {
+	me := uint32(os.Geteuid())
+	ts := startServer(t, func(c *Config) { c.AuthorizedUIDs = map[uint32]bool{me + 1: true} })
+	for i := 0; i < 3; i++ {
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: ts.path, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1)
+		if n, err := c.Read(buf); n != 0 || err == nil {
+			t.Errorf("refused client got %d bytes, %v", n, err)
+		}
+		c.Close()
+	}
+	if w := ts.log.warnings(); len(w) != 1 || !strings.HasPrefix(w[0], fmt.Sprintf("refusing connection from uid %d (pid %d)", me, os.Getpid())) {
+		t.Errorf("warnings %q", w)
+	}
+
+	ts2 := startServer(t, func(c *Config) { c.AuthorizedUIDs = map[uint32]bool{me: true} })
+	cl := ts2.dial(t)
+	if st, _, _, err := cl.FindEndp("L"); err != nil || st != protocol.StatusFail {
+		t.Fatalf("authorized client: %d %v", st, err)
 	}
 }

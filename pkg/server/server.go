@@ -38,6 +38,8 @@ type Server struct {
 	idleOnce  sync.Once
 	stopping  bool
 
+	refusals refusals
+
 	// The maintenance goroutine parks while the cache is empty.
 	parked atomic.Bool
 	kick   chan struct{}

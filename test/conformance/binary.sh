@@ -7,6 +7,7 @@ work=$(mktemp -d /tmp/scached-conform.XXXXXX)
 pid=""
 trap '[[ -n $pid ]] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 go build -o "$work/scached" ./cmd/scached
+echo "scached_authorized_users = root, $(id -u)" >"$work/main.cf"
 go build -o "$work/scache-conform" ./test/conformance/cmd/scache-conform
 "$work/scached" -c "$work" -listen "$work/scached.sock" 2>"$work/scached.log" &
 pid=$!

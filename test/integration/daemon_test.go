@@ -2,6 +2,7 @@ package integration
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -106,7 +107,7 @@ func TestStalledClient(t *testing.T) {
 // = 1s there makes a ttl=2 session expire after about a second.
 func TestMainCfAndOverride(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("# test\nconnection_cache_ttl_limit = 1s\nmax_idle = 5h\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte(fmt.Sprintf("# test\nconnection_cache_ttl_limit = 1s\nmax_idle = 5h\nscached_authorized_users = %d\n", os.Geteuid())), 0o644)
 	path := filepath.Join(t.TempDir(), "scached")
 	d := run(t, nil, nil, "-c", dir, "-listen", path)
 	waitListening(t, d, path)
@@ -382,5 +383,28 @@ func TestLegacyClientsBinary(t *testing.T) {
 	defer old2.Close()
 	if _, _, _, err := old2.FindEndp("E"); err == nil {
 		t.Error("a legacy client worked against the default (greeting) mode")
+	}
+}
+
+// Peer credentials: a user outside scached_authorized_users gets no
+// greeting, the connection is closed, and the refusal is logged.
+func TestAuthorizedUsersBinary(t *testing.T) {
+	other := os.Geteuid() + 1
+	d, path := startListen(t, "-o", fmt.Sprintf("scached_authorized_users=%d", other))
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1)
+	if n, err := c.Read(buf); n != 0 || err == nil {
+		t.Fatalf("refused client got %d bytes, %v", n, err)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.wait(t, 10*time.Second)
+	want := fmt.Sprintf("warning: refusing connection from uid %d", os.Geteuid())
+	if !strings.Contains(d.stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, d.stderr)
 	}
 }

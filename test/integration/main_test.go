@@ -101,10 +101,17 @@ func (d *daemon) exited() bool {
 	}
 }
 
-// emptyConfig is a config directory without main.cf, so that the host's
-// Postfix configuration does not leak into the test.
+// emptyConfig is a config directory of the test's own, so that the host's
+// Postfix configuration does not leak into the test. Its main.cf sets
+// only scached_authorized_users: root (the default's first user, and CI's)
+// and whoever runs the test.
 func emptyConfig(t *testing.T) string {
-	return t.TempDir()
+	dir := t.TempDir()
+	cf := fmt.Sprintf("scached_authorized_users = root, %d\n", os.Geteuid())
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // startListen runs scached on its own socket (-listen).
