@@ -11,7 +11,7 @@ FUZZTIME ?= 5s
 
 GOFILES := $(shell find . -name '*.go' -not -path './.git/*')
 
-.PHONY: all build run test check fmt-check vet unit fuzz integration conformance root-tests e2e units clean
+.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration conformance root-tests e2e units clean
 
 all: build
 
@@ -32,7 +32,7 @@ run: build
 test: check unit fuzz integration conformance root-tests
 	@echo "make test: all passed"
 
-check: fmt-check vet
+check: fmt-check vet staticcheck
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
@@ -40,6 +40,10 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# Pinned with a tool directive in go.mod.
+staticcheck:
+	$(GO) tool staticcheck ./...
 
 unit:
 	$(GO) test -race -count=1 ./pkg/... ./cmd/...

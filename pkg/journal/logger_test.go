@@ -188,6 +188,7 @@ func baseVars() map[string]string {
 }
 
 func TestJournalLevels(t *testing.T) {
+	//lint:ignore SA4006 Fatalf returns here: the test replaces logrus's ExitFunc
 	l, j, out := newJournal(true)
 	var exits []int
 	l.log.ExitFunc = func(code int) { exits = append(exits, code) }
@@ -218,6 +219,7 @@ func TestJournalLevels(t *testing.T) {
 }
 
 func TestFatalfText(t *testing.T) {
+	//lint:ignore SA4006 Fatalf returns here: the test replaces logrus's ExitFunc
 	l, out := newText(false)
 	var exits []int
 	l.log.ExitFunc = func(code int) { exits = append(exits, code) }

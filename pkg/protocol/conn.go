@@ -67,7 +67,6 @@ type Conn struct {
 	rbuf []byte
 	r, w int   // unread bytes are rbuf[r:w]
 	base int64 // stream offset of rbuf[0]
-	eof  bool
 	rerr error
 
 	arrived   []arrivedFDs

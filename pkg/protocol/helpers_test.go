@@ -58,19 +58,6 @@ func pipePair(t testing.TB) (r, w int) {
 	return p[0], p[1]
 }
 
-// sameFile reports whether two descriptors refer to the same open file.
-func sameFile(t testing.TB, a, b int) bool {
-	t.Helper()
-	var sa, sb unix.Stat_t
-	if err := unix.Fstat(a, &sa); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Fstat(b, &sb); err != nil {
-		t.Fatal(err)
-	}
-	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
-}
-
 // sendRights sends data with the descriptors in one sendmsg.
 func sendRights(t testing.TB, c *net.UnixConn, data []byte, fds ...int) {
 	t.Helper()

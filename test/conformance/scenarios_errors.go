@@ -228,7 +228,7 @@ func pipelinedRequests(env *Env) error {
 			return err
 		}
 		if err := r.ExpectNothing(env.Quiet); err != nil {
-			return fmt.Errorf("Postfix answers only the first of two requests in one write: %w", err)
+			return fmt.Errorf("quirk: Postfix answers only the first of two requests in one write: %w", err)
 		}
 	}
 	// The connection is usable, and the second request was executed
@@ -637,7 +637,7 @@ func unexpectedDescriptorsClosed(env *Env) error {
 	case st == 2:
 		for i, p := range ps {
 			if err := env.FarOpen(p, env.Quiet); err != nil {
-				return fmt.Errorf("Postfix 3.7 leaks both descriptors of a two-descriptor save_endp; descriptor %d: %w", i+1, err)
+				return fmt.Errorf("quirk: Postfix 3.7 leaks both descriptors of a two-descriptor save_endp; descriptor %d: %w", i+1, err)
 			}
 		}
 		env.Notef("postfix: both descriptors of a two-descriptor save_endp leaked in scache(8) (status 2)")
@@ -686,7 +686,7 @@ func descriptorBeforeDummy(env *Env) error {
 		return err
 	}
 	if err := r.ExpectNothing(env.Quiet); err != nil {
-		return fmt.Errorf("Postfix waits for a descriptor after the dummy: %w", err)
+		return fmt.Errorf("quirk: Postfix waits for a descriptor after the dummy: %w", err)
 	}
 	if _, err := env.FarEOF(p, env.Timeout); err != nil {
 		return fmt.Errorf("the descriptor read() dropped: %w", err)

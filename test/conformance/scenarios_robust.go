@@ -42,7 +42,7 @@ func stalledClient(env *Env) error {
 		}
 	} else {
 		if err := other.ExpectNothing(env.Quiet); err != nil {
-			return fmt.Errorf("Postfix greets nobody while a client stalls mid-request: %w", err)
+			return fmt.Errorf("quirk: Postfix greets nobody while a client stalls mid-request: %w", err)
 		}
 		staller.Close()
 		if err := other.Expect(W(greeting)); err != nil {
@@ -80,7 +80,7 @@ func stalledClient(env *Env) error {
 		}
 	} else {
 		if err := other2.ExpectNothing(env.Quiet); err != nil {
-			return fmt.Errorf("Postfix answers nobody while a client owes a descriptor: %w", err)
+			return fmt.Errorf("quirk: Postfix answers nobody while a client owes a descriptor: %w", err)
 		}
 		staller2.Close()
 		if err := other2.Expect(endpMiss); err != nil {
