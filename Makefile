@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME) ./pkg/protocol
 	$(GO) test -run '^$$' -fuzz '^FuzzParseNumber$$' -fuzztime $(FUZZTIME) ./pkg/protocol
 	$(GO) test -run '^$$' -fuzz '^FuzzCacheOps$$' -fuzztime $(FUZZTIME) ./pkg/cache
+	$(GO) test -run '^$$' -fuzz '^FuzzServeConn$$' -fuzztime $(FUZZTIME) ./pkg/server
 
 # The real binary over real sockets: -listen, socket activation with
 # re-activation, signals, main.cf.
