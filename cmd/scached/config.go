@@ -60,6 +60,7 @@ const (
 	kindBytes                   // a decimal number
 	kindString                  // text
 	kindChoice                  // one of no, yes, auto
+	kindCount                   // a decimal number of things
 )
 
 // param is one parameter that scached reads.
@@ -81,6 +82,9 @@ const (
 	parLegacyClients    = "scached_legacy_clients"
 	parMailOwner        = "mail_owner"
 	parAuthorizedUsers  = "scached_authorized_users"
+	parSessionLimit     = "scached_session_limit"
+	parEndpointLimit    = "scached_endpoint_session_limit"
+	parDestinationLimit = "scached_destination_binding_limit"
 )
 
 // params are the parameters scached reads, with Postfix's defaults and
@@ -96,6 +100,9 @@ var params = []param{
 	{parLegacyClients, "no", kindChoice, 0},
 	{parMailOwner, "postfix", kindString, 1},
 	{parAuthorizedUsers, "root, $mail_owner", kindString, 0},
+	{parSessionLimit, "0", kindCount, 0},
+	{parEndpointLimit, "1000", kindCount, 0},
+	{parDestinationLimit, "100", kindCount, 0},
 }
 
 func lookupParam(name string) (param, bool) {
@@ -127,6 +134,9 @@ type config struct {
 	LegacyClients string
 	// MailOwner is Postfix's mail_owner, the user smtp(8) runs as.
 	MailOwner string
+	// SessionLimit, EndpointLimit and DestinationLimit are the cache limits
+	// (0: none; for SessionLimit, derived from RLIMIT_NOFILE at start).
+	SessionLimit, EndpointLimit, DestinationLimit int
 	// AuthorizedUsers is scached_authorized_users, expanded: user names or
 	// ids separated by commas or white space, or static:anyone.
 	AuthorizedUsers string
@@ -258,6 +268,21 @@ func (cfg *config) set(p param, v string) error {
 			return err
 		}
 		cfg.RequestSizeLimit = int(n)
+	case kindCount:
+		n, err := parseCount(v)
+		if err != nil {
+			return err
+		}
+		switch p.name {
+		case parSessionLimit:
+			cfg.SessionLimit = int(n)
+		case parEndpointLimit:
+			cfg.EndpointLimit = int(n)
+		case parDestinationLimit:
+			cfg.DestinationLimit = int(n)
+		default:
+			panic("config: unhandled count parameter " + p.name)
+		}
 	case kindChoice:
 		switch v = strings.Trim(v, whitespace); v {
 		case "no", "yes", "auto":
@@ -343,6 +368,35 @@ func parseBytes(v string, min int64) (int64, error) {
 		return 0, valueErr("below the minimum %d", min)
 	}
 	return n, nil
+}
+
+// parseCount converts a decimal count (0 or more).
+func parseCount(v string) (int64, error) {
+	v = strings.Trim(v, whitespace)
+	if !allDigits(v) {
+		return 0, valueErr("not a decimal number")
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > maxValue {
+		return 0, valueErr("too large (max %d)", int64(maxValue))
+	}
+	return n, nil
+}
+
+// sessionReserve is how many descriptors the default session limit leaves
+// for client connections, the listener, the journal and the runtime.
+func sessionReserve(nofile uint64) uint64 {
+	return max(256, nofile/8)
+}
+
+// defaultSessionLimit derives scached_session_limit = 0 from the
+// descriptor limit, so that cached connections never use up the
+// descriptors that accepting clients needs.
+func defaultSessionLimit(nofile uint64) int {
+	if nofile <= 2*sessionReserve(nofile) {
+		return int(max(nofile/2, 1))
+	}
+	return int(min(nofile-sessionReserve(nofile), maxValue))
 }
 
 func allDigits(s string) bool {

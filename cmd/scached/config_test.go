@@ -37,6 +37,8 @@ var defaults = config{
 	LegacyClients:    "no",
 	MailOwner:        "postfix",
 	AuthorizedUsers:  "root, postfix",
+	EndpointLimit:    1000,
+	DestinationLimit: 100,
 }
 
 // with returns the defaults changed by f.
@@ -68,7 +70,7 @@ func TestConfigValues(t *testing.T) {
 			want: config{
 				TTLLimit: 3 * time.Second, StatusUpdateTime: 10 * time.Minute,
 				MaxIdle: time.Hour, IPCTimeout: 48 * time.Hour,
-				SyslogName: "postfix-out", RequestSizeLimit: 65536, LegacyClients: "no", MailOwner: "postfix", AuthorizedUsers: "root, postfix",
+				SyslogName: "postfix-out", RequestSizeLimit: 65536, LegacyClients: "no", MailOwner: "postfix", AuthorizedUsers: "root, postfix", EndpointLimit: 1000, DestinationLimit: 100,
 			},
 		},
 		{name: "seconds without unit", mainCF: "max_idle = 30\n", want: with(func(c *config) { c.MaxIdle = 30 * time.Second })},
@@ -327,7 +329,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "-o empty", overrides: []string{""}, kind: errOption,
 			msg: `invalid "-o " option value: missing attribute name`},
 		{name: "-o unknown parameter", overrides: []string{"smtpd_banner=hi"}, kind: errOption,
-			msg: `-o smtpd_banner=hi: unknown parameter "smtpd_banner"; scached reads connection_cache_ttl_limit, connection_cache_status_update_time, ipc_timeout, max_idle, syslog_name, scached_request_size_limit, scached_legacy_clients, mail_owner, scached_authorized_users`},
+			msg: `-o smtpd_banner=hi: unknown parameter "smtpd_banner"; scached reads connection_cache_ttl_limit, connection_cache_status_update_time, ipc_timeout, max_idle, syslog_name, scached_request_size_limit, scached_legacy_clients, mail_owner, scached_authorized_users, scached_session_limit, scached_endpoint_session_limit, scached_destination_binding_limit`},
 		{name: "-o bad value", mainCF: "max_idle = 5s\n", overrides: []string{"max_idle=abc"}, kind: errValue,
 			msg: `-o max_idle=abc: invalid max_idle value "abc": not a number with an optional unit s, m, h, d or w`},
 		{name: "-o below minimum", overrides: []string{"connection_cache_ttl_limit=0"}, kind: errValue,
@@ -455,5 +457,22 @@ func TestAuthorizedUsersFollowMailOwner(t *testing.T) {
 	cfg, err := loadConfig(dir, nil)
 	if err != nil || cfg.AuthorizedUsers != "root, pfx" || cfg.MailOwner != "pfx" {
 		t.Fatalf("%+v %v", cfg, err)
+	}
+}
+
+func TestLimitParameters(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("scached_session_limit = 5000\nscached_endpoint_session_limit = 0\n"), 0o644)
+	cfg, err := loadConfig(dir, []string{"scached_destination_binding_limit=7"})
+	if err != nil || cfg.SessionLimit != 5000 || cfg.EndpointLimit != 0 || cfg.DestinationLimit != 7 {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+	if _, err := loadConfig(dir, []string{"scached_session_limit=-1"}); err == nil || !strings.Contains(err.Error(), "scached_session_limit") {
+		t.Errorf("negative limit: %v", err)
+	}
+	for nofile, want := range map[uint64]int{1024: 768, 4096: 3584, 65536: 57344, 1 << 20: 917504, 300: 150} {
+		if got := defaultSessionLimit(nofile); got != want {
+			t.Errorf("defaultSessionLimit(%d) = %d, want %d", nofile, got, want)
+		}
 	}
 }

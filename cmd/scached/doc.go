@@ -202,6 +202,23 @@ scached_authorized_users (root, $mail_owner)
     Peer credentials are read with SO_PEERCRED. Names that do not resolve
     are ignored with a warning. This parameter is specific to scached(8).
 
+scached_session_limit (0)
+  - The most connections cached at once. A save beyond it closes the
+    connection saved longest ago, and a warning (at most one a minute)
+    names the limit. 0 derives the limit from the descriptor limit
+    (RLIMIT_NOFILE) at start, leaving an eighth of it, at least 256, for
+    client connections: accepting a client never fails because cached
+    connections used up the descriptors. This parameter is specific to
+    scached(8).
+
+scached_endpoint_session_limit (1000)
+  - The most connections cached for one endpoint; beyond it the endpoint's
+    oldest is closed. 0: no limit. This parameter is specific to scached(8).
+
+scached_destination_binding_limit (100)
+  - The most endpoint bindings of one destination; beyond it the oldest is
+    dropped. 0: no limit. This parameter is specific to scached(8).
+
 scached_legacy_clients (no)
   - Which Postfix clients to serve. Postfix 3.6 and later wait for the
     server's greeting before their first request; 3.5 and older send their

@@ -148,6 +148,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Warnf("%s", w)
 	}
 
+	if cfg.SessionLimit == 0 {
+		// Go has raised the soft limit to the hard one at start-up.
+		var rl syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			return fatalf(log, "getrlimit RLIMIT_NOFILE: %v", err)
+		}
+		cfg.SessionLimit = defaultSessionLimit(rl.Cur)
+		if opts.verbose > 0 {
+			log.Debugf("scached_session_limit = %d (RLIMIT_NOFILE %d)", cfg.SessionLimit, rl.Cur)
+		}
+	}
 	uids, uidWarnings, err := authorizedUIDs(cfg.AuthorizedUsers, lookupUser)
 	if err != nil {
 		return fatalf(log, "%v", err)
@@ -184,10 +195,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RequestSizeLimit: cfg.RequestSizeLimit,
 		Greeting:         greetingModes[cfg.LegacyClients],
 		AuthorizedUIDs:   uids,
-		Log:              log,
-		Verbose:          opts.verbose > 0,
-		Ready:            func() { notify(log, "READY=1") },
-		Stopping:         func() { notify(log, "STOPPING=1") },
+
+		SessionLimit:            cfg.SessionLimit,
+		EndpointSessionLimit:    cfg.EndpointLimit,
+		DestinationBindingLimit: cfg.DestinationLimit,
+		Log:                     log,
+		Verbose:                 opts.verbose > 0,
+		Ready:                   func() { notify(log, "READY=1") },
+		Stopping:                func() { notify(log, "STOPPING=1") },
 	})
 	if err != nil {
 		ln.Close()

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"hash/maphash"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,7 +20,25 @@ type Config struct {
 
 	// Now is the clock. nil means time.Now. Tests inject a fake clock.
 	Now func() time.Time
+
+	// Limits; 0 means none. When a save goes over one, the oldest entry
+	// it concerns is evicted: the oldest session of the endpoint, the
+	// oldest binding of the destination, the session saved longest ago in
+	// the whole cache.
+	MaxSessions     int // sessions in the whole cache
+	MaxEndpSessions int // sessions of one endpoint label
+	MaxDestBindings int // bindings of one destination label
 }
+
+// Eviction says which limit made a save evict an entry.
+type Eviction int
+
+const (
+	NoEviction       Eviction = iota
+	EndpointLimit             // Config.MaxEndpSessions
+	SessionLimit              // Config.MaxSessions
+	DestinationLimit          // Config.MaxDestBindings
+)
 
 // Cache is a connection cache with Postfix's scache_multi semantics. It is
 // safe for concurrent use. See the package documentation for the data
@@ -31,6 +50,8 @@ type Cache struct {
 	seed   maphash.Seed
 	mask   uint64
 	shards []shard
+	limits Config
+	total  atomic.Int64 // sessions in all shards
 }
 
 // Sizes counts what the cache holds, as Postfix's scache_size() reports it
@@ -65,9 +86,11 @@ func New(cfg Config) *Cache {
 		seed:   maphash.MakeSeed(),
 		mask:   uint64(size - 1),
 		shards: make([]shard, size),
+		limits: cfg,
 	}
 	for i := range c.shards {
 		c.shards[i].init()
+		c.shards[i].total = &c.total
 	}
 	return c
 }
@@ -98,15 +121,64 @@ func deadline(now int64, ttl time.Duration) int64 {
 // endpoint label for ttl, at the tail of the label's sessions; there is no
 // duplicate check (scache_multi.c:scache_multi_save_endp()). The cache takes
 // ownership of fd: it is handed back exactly once, by FindEndp, FindDest,
-// Expire or Drain. ttl must be > 0 (the caller has clamped it); otherwise
-// SaveEndp panics.
-func (c *Cache) SaveEndp(ttl time.Duration, label, prop string, fd int) {
+// Expire, Drain or as evicted here. ttl must be > 0 (the caller has
+// clamped it); otherwise SaveEndp panics.
+//
+// When the save goes over a limit, one session is evicted: the endpoint's
+// oldest (EndpointLimit) or the one saved longest ago in the whole cache
+// (SessionLimit); with a limit of 1 that can be the session just saved.
+// The evicted descriptor is returned and the caller owns it; otherwise
+// evicted is -1.
+func (c *Cache) SaveEndp(ttl time.Duration, label, prop string, fd int) (evicted int, why Eviction) {
 	now := c.clock()
 	d := deadline(now, ttl)
 	s := c.shardFor(label)
 	s.lock(now)
-	s.saveEndpLocked(d, label, prop, fd)
+	evicted = s.saveEndpLocked(now, d, label, prop, fd, c.limits.MaxEndpSessions)
 	s.unlock()
+	if evicted >= 0 {
+		return evicted, EndpointLimit
+	}
+	if c.limits.MaxSessions > 0 && c.total.Load() > int64(c.limits.MaxSessions) {
+		if evicted = c.evictOldest(now); evicted >= 0 {
+			return evicted, SessionLimit
+		}
+	}
+	return -1, NoEviction
+}
+
+// evictOldest removes the session saved longest ago in the whole cache and
+// returns its descriptor, or -1 when the cache is no longer over
+// MaxSessions (other goroutines took or evicted sessions meanwhile). It
+// reads every shard's published oldest save time without locking, then
+// locks the one shard it picked; if that shard was emptied in between, it
+// looks again.
+func (c *Cache) evictOldest(now int64) int {
+	for range c.shards {
+		if c.total.Load() <= int64(c.limits.MaxSessions) {
+			return -1
+		}
+		best, oldest := -1, int64(noDeadline)
+		for i := range c.shards {
+			if t := c.shards[i].oldest.Load(); t < oldest {
+				best, oldest = i, t
+			}
+		}
+		if best < 0 {
+			return -1
+		}
+		s := &c.shards[best]
+		s.lock(now)
+		fd := -1
+		if s.sessFirst != nil && c.total.Load() > int64(c.limits.MaxSessions) {
+			fd = s.evictLocked(s.sessFirst)
+		}
+		s.unlock()
+		if fd >= 0 {
+			return fd
+		}
+	}
+	return -1
 }
 
 // FindEndp removes and returns the oldest live session of the endpoint
@@ -129,14 +201,19 @@ func (c *Cache) FindEndp(label string) (prop string, fd int, ok bool) {
 // new binding is appended at the tail
 // (scache_multi.c:scache_multi_save_dest()). The endpoint need not have
 // sessions. ttl must be > 0; otherwise SaveDest panics. No descriptor is
-// involved.
-func (c *Cache) SaveDest(ttl time.Duration, label, prop, endpLabel string) {
+// involved. A new binding that makes the destination go over
+// MaxDestBindings evicts its oldest binding (DestinationLimit).
+func (c *Cache) SaveDest(ttl time.Duration, label, prop, endpLabel string) Eviction {
 	now := c.clock()
 	d := deadline(now, ttl)
 	s := c.shardFor(label)
 	s.lock(now)
-	s.saveDestLocked(d, label, prop, endpLabel)
+	evicted := s.saveDestLocked(d, label, prop, endpLabel, c.limits.MaxDestBindings)
 	s.unlock()
+	if evicted {
+		return DestinationLimit
+	}
+	return NoEviction
 }
 
 // snapshotSize is the number of bindings FindDest copies without

@@ -28,6 +28,13 @@ func newTestCache(shards int) (*Cache, *fakeClock) {
 // order and indexes, list linkage, maps holding exactly the non-empty
 // lists, the session count, and the published figures.
 func checkInvariants(c *Cache) error {
+	total := 0
+	for i := range c.shards {
+		total += int(c.shards[i].nSessions.Load())
+	}
+	if int64(total) != c.total.Load() {
+		return fmt.Errorf("total %d, shards hold %d", c.total.Load(), total)
+	}
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
@@ -62,7 +69,9 @@ func (s *shard) checkLocked(c *Cache, idx int) error {
 				return fmt.Errorf("empty list %q in map", label)
 			}
 			var prev *entry
+			n := 0
 			for e := l.first; e != nil; e = e.next {
+				n++
 				if e.prev != prev || e.list != l {
 					return fmt.Errorf("list %q: bad linkage", label)
 				}
@@ -81,6 +90,9 @@ func (s *shard) checkLocked(c *Cache, idx int) error {
 			if l.last != prev {
 				return fmt.Errorf("list %q: bad tail", label)
 			}
+			if l.n != n {
+				return fmt.Errorf("list %q: n=%d, holds %d", label, l.n, n)
+			}
 		}
 	}
 	for label, l := range s.endps {
@@ -98,6 +110,21 @@ func (s *shard) checkLocked(c *Cache, idx int) error {
 	}
 	if sessions != s.sessions {
 		return fmt.Errorf("%d sessions counted, %d in lists", s.sessions, sessions)
+	}
+	var prevAll *entry
+	all := 0
+	for e := s.sessFirst; e != nil; e = e.allNext {
+		if e.allPrev != prevAll || e.list == nil || e.list.dest {
+			return fmt.Errorf("save-order list: bad linkage")
+		}
+		if prevAll != nil && prevAll.saved > e.saved {
+			return fmt.Errorf("save-order list out of order")
+		}
+		prevAll = e
+		all++
+	}
+	if s.sessLast != prevAll || all != sessions {
+		return fmt.Errorf("save-order list holds %d of %d sessions", all, sessions)
 	}
 	due := int64(noDeadline)
 	if len(s.heap) > 0 {

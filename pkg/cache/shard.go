@@ -28,6 +28,11 @@ type entry struct {
 	prop       string // session: endpoint property; binding: destination property
 	endpLabel  string // binding: the endpoint label; session: ""
 	fd         int    // session: the cached descriptor; binding: -1
+
+	// Sessions only: the shard's sessions in the order they were saved,
+	// for the total session limit's eviction, and when this one was saved.
+	allPrev, allNext *entry
+	saved            int64
 }
 
 // list is the head of an endpoint's sessions or of a destination's
@@ -36,6 +41,7 @@ type entry struct {
 type list struct {
 	label       string
 	first, last *entry
+	n           int   // entries in the list
 	dest        bool  // a destination's bindings, not an endpoint's sessions
 	nextFree    *list // free list linkage
 }
@@ -61,9 +67,13 @@ type shard struct {
 	dests map[string]*list // destination label -> bindings
 	heap  []slot           // min-heap of the deadlines of all entries
 
-	sessions   int   // number of sessions in endps
-	pending    []int // descriptors of expired sessions, for Expire
-	pendingMin int64 // earliest deadline among pending
+	sessions int           // number of sessions in endps
+	total    *atomic.Int64 // the cache's number of sessions, all shards
+
+	// The shard's sessions, oldest saved first (entry.allNext).
+	sessFirst, sessLast *entry
+	pending             []int // descriptors of expired sessions, for Expire
+	pendingMin          int64 // earliest deadline among pending
 
 	freeEntries *entry // linked by next
 	nFreeEntry  int
@@ -76,6 +86,7 @@ type shard struct {
 	nDests    atomic.Int64
 	nEndps    atomic.Int64
 	nSessions atomic.Int64
+	oldest    atomic.Int64 // when sessFirst was saved, or noDeadline
 
 	_ [64]byte // keep neighbouring shards' mutexes off this cache line
 }
@@ -85,6 +96,7 @@ func (s *shard) init() {
 	s.dests = make(map[string]*list)
 	s.due.Store(noDeadline)
 	s.next.Store(noDeadline)
+	s.oldest.Store(noDeadline)
 }
 
 // lock locks the shard and removes its entries that are due at now, as
@@ -111,6 +123,11 @@ func (s *shard) unlock() {
 	s.nDests.Store(int64(len(s.dests)))
 	s.nEndps.Store(int64(len(s.endps)))
 	s.nSessions.Store(int64(s.sessions))
+	oldest := int64(noDeadline)
+	if s.sessFirst != nil {
+		oldest = s.sessFirst.saved
+	}
+	s.oldest.Store(oldest)
 	s.mu.Unlock()
 }
 
@@ -140,8 +157,10 @@ func (s *shard) takePendingLocked(dst []int) []int {
 	return dst
 }
 
-// saveEndpLocked appends a session to the endpoint label's list.
-func (s *shard) saveEndpLocked(deadline int64, label, prop string, fd int) {
+// saveEndpLocked appends a session to the endpoint label's list. When the
+// list is then longer than limit (> 0), its oldest session is removed and
+// its descriptor returned for the caller to close; otherwise it returns -1.
+func (s *shard) saveEndpLocked(now, deadline int64, label, prop string, fd int, limit int) (evicted int) {
 	l := s.endps[label]
 	if l == nil {
 		l = s.newListLocked(label, false)
@@ -150,8 +169,34 @@ func (s *shard) saveEndpLocked(deadline int64, label, prop string, fd int) {
 	e := s.newEntryLocked()
 	e.prop = prop
 	e.fd = fd
+	// The clock was read before the lock: a racing save may have appended
+	// a later time already. Keep save times in list order.
+	e.saved = now
+	if s.sessLast != nil && s.sessLast.saved > now {
+		e.saved = s.sessLast.saved
+	}
 	s.appendLocked(l, e, deadline)
+	e.allPrev = s.sessLast
+	if s.sessLast != nil {
+		s.sessLast.allNext = e
+	} else {
+		s.sessFirst = e
+	}
+	s.sessLast = e
 	s.sessions++
+	s.total.Add(1)
+	if limit > 0 && l.n > limit {
+		return s.evictLocked(l.first)
+	}
+	return -1
+}
+
+// evictLocked removes session e and returns its descriptor; the caller
+// owns it.
+func (s *shard) evictLocked(e *entry) int {
+	fd := e.fd
+	s.removeLocked(e)
+	return fd
 }
 
 // findEndpLocked removes the oldest session of the endpoint label and
@@ -168,7 +213,9 @@ func (s *shard) findEndpLocked(label string) (prop string, fd int, ok bool) {
 }
 
 // saveDestLocked refreshes or appends a binding of the destination label.
-func (s *shard) saveDestLocked(deadline int64, label, prop, endpLabel string) {
+// When a new binding makes the list longer than limit (> 0), the oldest
+// binding is removed and it reports true.
+func (s *shard) saveDestLocked(deadline int64, label, prop, endpLabel string, limit int) (evicted bool) {
 	l := s.dests[label]
 	if l == nil {
 		l = s.newListLocked(label, true)
@@ -178,7 +225,7 @@ func (s *shard) saveDestLocked(deadline int64, label, prop, endpLabel string) {
 		if e.endpLabel == endpLabel && e.prop == prop {
 			s.heap[e.index].deadline = deadline
 			s.fixLocked(e.index)
-			return
+			return false
 		}
 	}
 	e := s.newEntryLocked()
@@ -186,6 +233,11 @@ func (s *shard) saveDestLocked(deadline int64, label, prop, endpLabel string) {
 	e.endpLabel = endpLabel
 	e.fd = -1
 	s.appendLocked(l, e, deadline)
+	if limit > 0 && l.n > limit {
+		s.removeLocked(l.first)
+		return true
+	}
+	return false
 }
 
 // bindingsLocked appends the destination label's bindings, oldest first,
@@ -225,6 +277,7 @@ func (s *shard) appendLocked(l *list, e *entry, deadline int64) {
 		l.first = e
 	}
 	l.last = e
+	l.n++
 	s.pushLocked(e, deadline)
 }
 
@@ -244,8 +297,20 @@ func (s *shard) removeLocked(e *entry) {
 	} else {
 		l.last = e.prev
 	}
+	l.n--
 	if !l.dest {
 		s.sessions--
+		s.total.Add(-1)
+		if e.allPrev != nil {
+			e.allPrev.allNext = e.allNext
+		} else {
+			s.sessFirst = e.allNext
+		}
+		if e.allNext != nil {
+			e.allNext.allPrev = e.allPrev
+		} else {
+			s.sessLast = e.allPrev
+		}
 	}
 	if l.first == nil {
 		if l.dest {

@@ -68,7 +68,7 @@ func (s *Server) authorized(uc *net.UnixConn) bool {
 		return false
 	}
 	if !s.cfg.AuthorizedUIDs[cred.Uid] {
-		s.refusals.warn(s, cred.Uid, cred.Pid)
+		s.warnings.warnf(s, "refused", "refusing connection from uid %d (pid %d): not in scached_authorized_users", cred.Uid, cred.Pid)
 		return false
 	}
 	return true
@@ -114,7 +114,8 @@ func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request) bool {
 	case protocol.SaveEndp:
 		return s.saveEndp(pc, req)
 	case protocol.SaveDest:
-		s.cache.SaveDest(s.clamp(req.TTL), req.Label, req.Prop, req.EndpLabel)
+		why := s.cache.SaveDest(s.clamp(req.TTL), req.Label, req.Prop, req.EndpLabel)
+		s.evicted(-1, why)
 		s.saved()
 		pc.WriteStatus(req.Type, protocol.StatusOK)
 		s.samplePeaks(req.Type)
@@ -166,7 +167,7 @@ func (s *Server) saveEndp(pc *protocol.ServerConn, req protocol.Request) bool {
 		pc.WriteStatus(req.Type, protocol.StatusFail)
 		return true
 	}
-	s.cache.SaveEndp(s.clamp(req.TTL), req.Label, req.Prop, fd)
+	s.evicted(s.cache.SaveEndp(s.clamp(req.TTL), req.Label, req.Prop, fd))
 	s.saved()
 	pc.WriteStatus(req.Type, protocol.StatusOK)
 	s.samplePeaks(req.Type)

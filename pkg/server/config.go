@@ -28,6 +28,19 @@ type Config struct {
 	// speak first (20ms).
 	LegacyWait time.Duration
 
+	// SessionLimit is scached_session_limit: the most sessions cached at
+	// once; a save beyond it evicts (closes) the session saved longest ago.
+	// 0: no limit (the caller derives a default from RLIMIT_NOFILE).
+	SessionLimit int
+	// EndpointSessionLimit is scached_endpoint_session_limit: the most
+	// sessions of one endpoint; beyond it the endpoint's oldest is evicted.
+	// 0: no limit.
+	EndpointSessionLimit int
+	// DestinationBindingLimit is scached_destination_binding_limit: the
+	// most bindings of one destination; beyond it the oldest is dropped.
+	// 0: no limit.
+	DestinationBindingLimit int
+
 	// AuthorizedUIDs is scached_authorized_users resolved to user ids: a
 	// client whose peer credentials (SO_PEERCRED) name another user is
 	// refused with a warning and no reply. Nil admits every user; the

@@ -619,3 +619,39 @@ func TestAuthorizedUsers(t *testing.T) {
 		t.Fatalf("authorized client: %d %v", st, err)
 	}
 }
+
+// Limits: a save beyond scached_session_limit closes the connection saved
+// longest ago and warns (once a minute) naming the parameter; the others
+// stay and come back in order.
+func TestSessionLimitEvicts(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.SessionLimit = 2; c.DestinationBindingLimit = 1 })
+	cl := ts.dial(t)
+	ps := []pair{newPair(t), newPair(t), newPair(t), newPair(t)}
+	for i, p := range ps {
+		save(t, cl, 2, fmt.Sprint("E", i), "p", p)
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < 2; i++ {
+		buf := make([]byte, 1)
+		tv := unix.NsecToTimeval(int64(5 * time.Second))
+		unix.SetsockoptTimeval(ps[i].far, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		if n, err := unix.Read(ps[i].far, buf); n != 0 || err != nil {
+			t.Fatalf("evicted connection %d not closed: %d %v", i, n, err)
+		}
+	}
+	for i := 2; i < 4; i++ {
+		st, _, fd, err := cl.FindEndp(fmt.Sprint("E", i))
+		if err != nil || st != 0 {
+			t.Fatalf("E%d: %d %v", i, st, err)
+		}
+		ps[i].is(t, fd)
+		unix.Close(fd)
+	}
+	cl.SaveDest(2, "D", "p1", "E1")
+	cl.SaveDest(2, "D", "p2", "E2")
+	w := ts.log.warnings()
+	if len(w) != 2 || !strings.HasPrefix(w[0], "scached_session_limit=2 reached: evicted the oldest cached connection") ||
+		!strings.HasPrefix(w[1], "scached_destination_binding_limit=1 reached") {
+		t.Errorf("warnings %q", w)
+	}
+}

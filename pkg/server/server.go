@@ -38,7 +38,8 @@ type Server struct {
 	idleOnce  sync.Once
 	stopping  bool
 
-	refusals refusals
+	warnings  rateLimited
+	evictions [4]atomic.Int64 // by cache.Eviction, for the statistics
 
 	// The maintenance goroutine parks while the cache is empty.
 	parked atomic.Bool
@@ -68,6 +69,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LegacyWait == 0 {
 		cfg.LegacyWait = DefaultLegacyWait
 	}
+	if cfg.SessionLimit < 0 || cfg.EndpointSessionLimit < 0 || cfg.DestinationBindingLimit < 0 {
+		return nil, errors.New("server: negative cache limit")
+	}
 	if cfg.TTLLimit < time.Second || cfg.StatusUpdateTime <= 0 || cfg.IPCTimeout <= 0 || cfg.RequestSizeLimit < 1024 {
 		return nil, fmt.Errorf("server: parameter out of range: ttl limit %v, status update time %v, ipc timeout %v, request size limit %d",
 			cfg.TTLLimit, cfg.StatusUpdateTime, cfg.IPCTimeout, cfg.RequestSizeLimit)
@@ -77,9 +81,14 @@ func New(cfg Config) (*Server, error) {
 		now = time.Now
 	}
 	return &Server{
-		cfg:   cfg,
-		now:   now,
-		cache: cache.New(cache.Config{Now: now}),
+		cfg: cfg,
+		now: now,
+		cache: cache.New(cache.Config{
+			Now:             now,
+			MaxSessions:     cfg.SessionLimit,
+			MaxEndpSessions: cfg.EndpointSessionLimit,
+			MaxDestBindings: cfg.DestinationBindingLimit,
+		}),
 		conns: make(map[*net.UnixConn]struct{}),
 		idle:  make(chan struct{}),
 		kick:  make(chan struct{}, 1),
@@ -298,6 +307,34 @@ func (s *Server) dumpStatistics() {
 	if !st.Zero() {
 		s.cfg.Log.Statistics(st)
 	}
+}
+
+// evicted handles what a save pushed out of the cache: it closes the
+// descriptor (if a session was evicted), counts the eviction and warns,
+// rate-limited, naming the limit.
+func (s *Server) evicted(fd int, why cache.Eviction) {
+	if why == cache.NoEviction {
+		return
+	}
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+	n := s.evictions[why].Add(1)
+	var param string
+	var limit int
+	switch why {
+	case cache.SessionLimit:
+		param, limit = "scached_session_limit", s.cfg.SessionLimit
+	case cache.EndpointLimit:
+		param, limit = "scached_endpoint_session_limit", s.cfg.EndpointSessionLimit
+	case cache.DestinationLimit:
+		param, limit = "scached_destination_binding_limit", s.cfg.DestinationBindingLimit
+	}
+	what := "connection"
+	if why == cache.DestinationLimit {
+		what = "destination binding"
+	}
+	s.warnings.warnf(s, param, "%s=%d reached: evicted the oldest cached %s (%d evictions so far)", param, limit, what, n)
 }
 
 // samplePeaks updates the maxima after a successful save, as scache.c does

@@ -408,3 +408,68 @@ func TestAuthorizedUsersBinary(t *testing.T) {
 		t.Errorf("stderr lacks %q:\n%s", want, d.stderr)
 	}
 }
+
+// Out of descriptors: with RLIMIT_NOFILE small and scached_session_limit
+// set above it, a save whose descriptor the kernel cannot install
+// (MSG_CTRUNC) gets status 2, nothing leaks, and the daemon goes on
+// serving; once sessions are taken out, saves succeed again.
+func TestOutOfDescriptors(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("SKIP: prlimit (util-linux) not found")
+	}
+	path := filepath.Join(t.TempDir(), "scached")
+	cmd := exec.Command("prlimit", "--nofile=40:40", bin, "-c", emptyConfig(t), "-listen", path,
+		"-o", "scached_session_limit=1000", "-o", "scached_endpoint_session_limit=0")
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-d.done })
+	waitListening(t, d, path)
+	cl := dial(t, path)
+	saved, refused := 0, 0
+	for i := 0; i < 60 && refused < 3; i++ {
+		p := newPair(t)
+		st, err := cl.SaveEndp(2, "E", "p", p.near)
+		unix.Close(p.near)
+		if err != nil {
+			t.Fatalf("save %d: %v", i, err)
+		}
+		switch st {
+		case protocol.StatusOK:
+			saved++
+		case protocol.StatusFail:
+			refused++
+			// The refused descriptor was not kept: its peer sees EOF.
+			if !p.closedByPeer(t, 2*time.Second) {
+				t.Fatal("refused descriptor leaked")
+			}
+		default:
+			t.Fatalf("save %d: status %d", i, st)
+		}
+	}
+	if refused == 0 || saved == 0 {
+		t.Fatalf("saved %d, refused %d: the descriptor limit was never reached", saved, refused)
+	}
+	full := countFDs(t, cmd.Process.Pid)
+	// Take two sessions out; saving works again.
+	for i := 0; i < 2; i++ {
+		st, _, fd, err := cl.FindEndp("E")
+		if err != nil || st != 0 {
+			t.Fatalf("find: %d %v", st, err)
+		}
+		unix.Close(fd)
+	}
+	p := newPair(t)
+	if st, err := cl.SaveEndp(2, "E", "p", p.near); err != nil || st != 0 {
+		t.Fatalf("save after freeing: %d %v", st, err)
+	}
+	unix.Close(p.near)
+	if !strings.Contains(d.stderr.String(), "unable to receive file descriptor") {
+		t.Errorf("no warning:\n%s", d.stderr)
+	}
+	t.Logf("saved %d sessions, then %d saves refused with status 2 (%d descriptors open at the limit)", saved, refused, full)
+}
