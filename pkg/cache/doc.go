@@ -97,17 +97,22 @@
 // keep their capacity, like Postfix's hash tables. Labels and properties are
 // stored as the caller's strings, not copied.
 //
+// # Limits
+//
+// Postfix has none (see the comment at the top of scache_multi.c); a Cache
+// may have three (Config): sessions of one endpoint and bindings of one
+// destination, enforced under that label's shard lock by removing the
+// list's first (oldest) entry, and sessions in the whole cache. For the
+// last, every shard keeps its sessions in save order (entry.allNext) and
+// publishes, lock-free, when its oldest was saved; a save that takes the
+// global count over the limit picks the shard with the oldest session and
+// locks that shard alone to evict it. SaveEndp hands the evicted descriptor
+// back to the caller, who closes it, as with Expire.
+//
 // # Room for later
 //
 // The following are not implemented; this is where they would go.
 //
-//   - Limits (Postfix has none; see the comment at the top of
-//     scache_multi.c). A per-shard limit on sessions or labels would evict on
-//     save: the entry with the earliest deadline is the heap top, which with
-//     a uniformly clamped TTL is also the oldest. SaveEndp and SaveDest would
-//     then return the evicted descriptors (SaveEndp(dst []int, ...) []int,
-//     like Expire), or park them on the pending list for the next Expire.
-//     A global limit would need an atomic counter beside the shards.
 //   - A liveness check before hand-out (the remote server may have closed
 //     the connection). The check is a system call, so it must not run under
 //     a shard lock: FindEndp/FindDest would take the session as now, test it
