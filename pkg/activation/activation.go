@@ -63,7 +63,7 @@ const listenFDsStart = 3
 // none.
 //
 // It always unsets LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES, so that they
-// do not leak to child processes. It fails, with an error naming what was
+// do not leak to child processes. An empty variable counts as unset. It fails, with an error naming what was
 // wrong, unless exactly one descriptor was passed to this very process and
 // that descriptor is a listening UNIX-domain SOCK_STREAM socket.
 //
@@ -73,8 +73,11 @@ const listenFDsStart = 3
 // (the listener holds a duplicate), as are the passed descriptors when the
 // environment addressed this process but Listener fails.
 func Listener() (*net.UnixListener, string, error) {
-	pidEnv, havePID := os.LookupEnv("LISTEN_PID")
-	fdsEnv, haveFDs := os.LookupEnv("LISTEN_FDS")
+	// An empty variable counts as unset, as "export LISTEN_FDS=" is a
+	// common way to clear it.
+	pidEnv := os.Getenv("LISTEN_PID")
+	fdsEnv := os.Getenv("LISTEN_FDS")
+	havePID, haveFDs := pidEnv != "", fdsEnv != ""
 
 	// Files checks LISTEN_PID and LISTEN_FDS again and returns nil when
 	// either is wrong; the checks below say which. It marks the
@@ -87,9 +90,8 @@ func Listener() (*net.UnixListener, string, error) {
 	}()
 
 	if !haveFDs {
-		if havePID {
-			return nil, "", fmt.Errorf("%w: LISTEN_PID=%s but LISTEN_FDS unset", ErrEnvironment, pidEnv)
-		}
+		// With or without LISTEN_PID: sd_listen_fds(3) too says "no
+		// descriptors" then.
 		return nil, "", fmt.Errorf("%w (LISTEN_FDS unset): use -listen PATH", ErrNoSocket)
 	}
 	nfds, err := strconv.Atoi(fdsEnv)

@@ -313,12 +313,28 @@ func TestListenerErrors(t *testing.T) {
 			text:  "no socket passed by systemd (LISTEN_FDS unset): use -listen PATH",
 		},
 		{
+			name: "LISTEN_FDS empty",
+			setup: func(t *testing.T, dir string) activation {
+				return activation{files: listening(t, dir), env: []string{"LISTEN_FDS="}}
+			},
+			kinds: []string{"ErrNoSocket"},
+			text:  "no socket passed by systemd (LISTEN_FDS unset): use -listen PATH",
+		},
+		{
 			name: "LISTEN_PID without LISTEN_FDS",
 			setup: func(t *testing.T, dir string) activation {
 				return activation{files: listening(t, dir), pid: "self"}
 			},
+			kinds: []string{"ErrNoSocket"},
+			text:  "no socket passed by systemd (LISTEN_FDS unset): use -listen PATH",
+		},
+		{
+			name: "LISTEN_PID empty",
+			setup: func(t *testing.T, dir string) activation {
+				return activation{files: listening(t, dir), env: []string{"LISTEN_PID=", "LISTEN_FDS=1"}}
+			},
 			kinds: []string{"ErrEnvironment"},
-			text:  "bad socket activation environment: LISTEN_PID=",
+			text:  "bad socket activation environment: LISTEN_FDS=1 but LISTEN_PID unset",
 		},
 		{
 			name: "LISTEN_FDS not a number",

@@ -196,10 +196,21 @@ func heldSocket(t *testing.T) (string, *os.File) {
 }
 
 // pending reports whether a connection waits in the held socket's backlog.
+// It polls through SyscallConn: f.Fd() would put the socket's open file
+// description, shared with a running daemon, into blocking mode, and the
+// daemon's accept would then block in the kernel.
 func pending(f *os.File, timeout time.Duration) bool {
-	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, int(timeout/time.Millisecond))
-	return err == nil && n > 0
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ready := false
+	raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(timeout/time.Millisecond))
+		ready = err == nil && n > 0
+	})
+	return ready
 }
 
 // Socket activation: the daemon serves the passed socket, exits 0 after
