@@ -11,7 +11,7 @@ FUZZTIME ?= 5s
 
 GOFILES := $(shell find . -name '*.go' -not -path './.git/*')
 
-.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration conformance root-tests e2e units clean
+.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration faults conformance root-tests e2e units clean
 
 all: build
 
@@ -29,7 +29,7 @@ run: build
 	exec $(BIN) -c $(RUNDIR) -listen $(RUNDIR)/scached -o "scached_authorized_users=root, $$(id -u)"
 
 # Every test. The order goes from cheap to expensive.
-test: check unit fuzz integration conformance root-tests
+test: check unit fuzz integration faults conformance root-tests
 	@echo "make test: all passed"
 
 check: fmt-check vet staticcheck
@@ -59,6 +59,12 @@ fuzz:
 # re-activation, signals, main.cf.
 integration:
 	$(GO) test -race -count=1 ./test/integration/...
+
+# Fault and hostile-input matrix: the real binary (built with -race inside
+# the test) under disconnects, stalls, garbage, crowds and signals, with a
+# canary client checking its answers throughout.
+faults:
+	$(GO) test -count=1 -timeout 5m -v ./test/faults | grep -E '^(--- |    --- |ok|FAIL|PASS)|^\||fault matrix|PASS, |BUG'; test $${PIPESTATUS[0]} -eq 0
 
 # The differential suite: against an in-process scached and, as root with
 # Postfix installed, against Postfix's own scache (TestPostfix says SKIP

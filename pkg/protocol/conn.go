@@ -232,7 +232,7 @@ func (c *Conn) readString(limit int) ([]byte, error) {
 		if scanned > limit {
 			return nil, ErrTooLarge
 		}
-		if err := c.fill(limit); err != nil {
+		if err := c.fill(max(limit, 0)); err != nil {
 			if err == io.EOF && c.w > c.r {
 				err = io.ErrUnexpectedEOF
 			}

@@ -294,3 +294,20 @@ func TestReadTimeout(t *testing.T) {
 		t.Fatalf("after WaitInput: %v %v", parsed(req), err)
 	}
 }
+
+// The size limit counts every string with its NUL: a request of exactly
+// the limit passes, one byte more is refused (found by the fault matrix).
+func TestReadRequestLimitExact(t *testing.T) {
+	const limit = 4096
+	head := "request^@find_endp^@label^@"
+	for _, extra := range []int{-1, 0, 1, 2} {
+		n := limit - len(wire(head)) - 2 + extra // label length for a total of limit+extra
+		sc, peer := serverOver(t, limit)
+		in := wire(head + strings.Repeat("x", n) + "^@^@")
+		go func() { peer.UnixConn().Write(in) }()
+		_, err := sc.ReadRequest()
+		if tooLarge := errors.Is(err, ErrTooLarge); tooLarge != (extra > 0) {
+			t.Errorf("request of limit%+d bytes: %v", extra, err)
+		}
+	}
+}

@@ -41,9 +41,10 @@ func (s *scanner) warnf(format string, args ...any) {
 	s.warnings = append(s.warnings, fmt.Sprintf(format, args...))
 }
 
-// next reads one string and charges it to the request budget.
+// next reads one string and charges it, with its NUL, to the request
+// budget: a request of exactly the budget passes, one byte more does not.
 func (s *scanner) next() ([]byte, error) {
-	b, err := s.c.readString(s.budget)
+	b, err := s.c.readString(s.budget - 1)
 	if err != nil {
 		return nil, err
 	}

@@ -218,7 +218,7 @@ func (s *Server) warnAll(warnings []string) {
 // expected; they have been closed (Postfix 3.7 leaks or loses them).
 func (s *Server) warnDiscarded(pc *protocol.ServerConn) {
 	if n := pc.Discarded(); n > 0 {
-		s.cfg.Log.Warnf("closed %d unexpected file descriptor(s) from client", n)
+		s.warnings.warnf(s, "unexpected-fd", "closed %d unexpected file descriptor(s) from client", n)
 	}
 }
 

@@ -151,11 +151,7 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 		acceptErr = err
 	}
 	if ctx.Err() != nil {
-		s.mu.Lock()
-		for uc := range s.conns {
-			uc.CloseRead()
-		}
-		s.mu.Unlock()
+		s.shutdownClients(&clients)
 	}
 	clients.Wait()
 
@@ -164,6 +160,35 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	s.dumpStatistics()
 	closeFDs(s.cache.Drain(nil))
 	return acceptErr
+}
+
+// shutdownGrace is how long a client being served when the server is
+// told to stop may take to get its reply.
+const shutdownGrace = time.Second
+
+// shutdownClients ends every client connection on a signal: the reading
+// side at once (a request being served is still answered, then the client
+// sees EOF), the whole connection after shutdownGrace (a client that does
+// not read its replies would otherwise hold a blocked write, and the exit,
+// for up to ipc_timeout).
+func (s *Server) shutdownClients(clients *sync.WaitGroup) {
+	s.mu.Lock()
+	for uc := range s.conns {
+		uc.CloseRead()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { clients.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(shutdownGrace):
+	}
+	s.mu.Lock()
+	for uc := range s.conns {
+		uc.Close()
+	}
+	s.mu.Unlock()
 }
 
 // acceptLoop accepts clients until ln is closed. It returns nil when ln was
