@@ -11,7 +11,7 @@ FUZZTIME ?= 5s
 
 GOFILES := $(shell find . -name '*.go' -not -path './.git/*')
 
-.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration faults conformance root-tests e2e units clean
+.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration faults conformance root-tests e2e units selinux clean
 
 all: build
 
@@ -76,13 +76,18 @@ conformance:
 # Tests that need root: real smtp(8)/lmtp(8) deliveries through scached
 # and Postfix's scache, the shipped units. Each says SKIP loudly when it
 # cannot run. (The real-journald tests run within unit and integration.)
-root-tests: e2e units
+root-tests: e2e units selinux
 
 e2e:
 	test/postfix/e2e.sh
 
 units:
 	dist/systemd/verify.sh
+
+# The SELinux policy module: built with no warnings, linked into a private
+# copy of the full policy with neverallow checks, rules asserted.
+selinux:
+	dist/selinux/check.sh
 
 clean:
 	rm -rf bin run
