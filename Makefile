@@ -11,7 +11,7 @@ FUZZTIME ?= 5s
 
 GOFILES := $(shell find . -name '*.go' -not -path './.git/*')
 
-.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration faults conformance root-tests e2e units selinux clean
+.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration faults conformance root-tests e2e units selinux bench clean
 
 all: build
 
@@ -88,6 +88,12 @@ units:
 # copy of the full policy with neverallow checks, rules asserted.
 selinux:
 	dist/selinux/check.sh
+
+# Side by side with Postfix's scache and the limit mode, A/B alternated;
+# writes docs/benchmarks.md and its plot (root, Postfix installed; ~12 min;
+# QUICK=1 for a short smoke run). Never part of make test.
+bench:
+	test/bench/run.sh
 
 clean:
 	rm -rf bin run
