@@ -90,7 +90,7 @@ selinux:
 	dist/selinux/check.sh
 
 # Side by side with Postfix's scache and the limit mode, A/B alternated;
-# writes docs/benchmarks.md and its plot (root, Postfix installed; ~12 min;
+# writes docs/benchmarks.md and its plot (root, Postfix installed; ~7 min;
 # QUICK=1 for a short smoke run). Never part of make test.
 bench:
 	test/bench/run.sh

@@ -20,7 +20,8 @@
 # scached under the 16-client realistic load, and the Go micro-benchmarks
 # of the cache and the codec. Results: JSON per run under
 # test/bench/results/ (OUT=DIR to change), then docs/benchmarks.md and its
-# plot (gnuplot; without it the plot is skipped).
+# plot (gnuplot; without it the plot is skipped). QUICK=1 writes both to
+# /tmp/scached-bench-quick unless OUT or DOCS say otherwise.
 #
 # Postfix is used under /run/lock/scached-postfix-delivery.lock, the lock
 # test/postfix/*.sh take, so runs never collide. Without root or Postfix,
@@ -33,13 +34,16 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 QUICK=${QUICK:-0}
-OUT=${OUT:-$ROOT/test/bench/results}
-DOCS=${DOCS:-$ROOT/docs}
 if [[ $QUICK == 1 ]]; then
+    # A smoke run leaves the committed results and docs alone.
+    OUT=${OUT:-/tmp/scached-bench-quick}
+    DOCS=${DOCS:-$OUT/docs}
     CLIENTS=${CLIENTS:-"1 16"} ROUNDS=${ROUNDS:-1} DUR=${DUR:-1s} WARM=${WARM:-500ms}
     OTHERS=${OTHERS:-"find-heavy save-heavy"} SCALE=${SCALE:-"1000"} BENCHTIME=${BENCHTIME:-100ms}
     PROFILE_DUR=${PROFILE_DUR:-2s}
 else
+    OUT=${OUT:-$ROOT/test/bench/results}
+    DOCS=${DOCS:-$ROOT/docs}
     CLIENTS=${CLIENTS:-"1 2 4 8 16 32 64"} ROUNDS=${ROUNDS:-2} DUR=${DUR:-3s} WARM=${WARM:-1s}
     OTHERS=${OTHERS:-"find-heavy save-heavy"} SCALE=${SCALE:-"1000 10000 max"} BENCHTIME=${BENCHTIME:-1s}
     PROFILE_DUR=${PROFILE_DUR:-8s}
@@ -94,7 +98,7 @@ start_scached() { # extra flags...
     wait_socket "$work/scached.sock" "$scached_pid" || die "scached did not start: $(tail -5 "$work/scached.log")"
 }
 stop_scached() {
-    kill "$scached_pid" && wait "$scached_pid" || true
+    kill "$scached_pid" 2>/dev/null; wait "$scached_pid" 2>/dev/null || true
     scached_pid=""
 }
 
@@ -123,41 +127,64 @@ fi
 
 # ------------------------------------------------------------------ runs
 fails=0
-# noisy JSON -> exit 0 when other processes took more than NOISE cores
-# during the run (this machine is shared): such a run is made again.
+# foreign JSON -> the CPU other processes took during that run, in cores.
+# This machine is shared: a run during which they took more than NOISE
+# cores is made once more, and the quieter of the two is kept.
 NOISE=${NOISE:-0.3}
-noisy() {
-    python3 -c '
-import json, sys
-sys.exit(0 if json.load(open(sys.argv[1]))["machine"]["foreign_cores"] > float(sys.argv[2]) else 1)' "$1" "$NOISE" 2>/dev/null
+foreign() {
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["machine"]["foreign_cores"])' "$1" 2>/dev/null || echo 0
 }
+# less A B -> exit 0 when A < B (decimals)
+less() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$1" "$2"; }
 
-run_one() { # NAME OUTFILE ARGS...
+# run_one NAME OUTFILE ARGS...: one load run. With LIMIT_RATES set, each
+# try gets a fresh limit server (a used one still holds descriptors of the
+# try before, which the generator would rightly call unknown).
+run_one() {
     local name=$1 out=$2
     shift 2
-    local try rc
-    for try in 1 2 3; do
-        "$BENCH" -name "$name" -o "$out" "$@" >"$out.txt" 2>&1 && rc=0 || rc=$?
-        [[ $try -lt 3 && -s $out ]] && noisy "$out" || break
-        info "other processes were busy during $name: again"
+    local try rc best="" bestf="" best_rc=0 f pidargs=()
+    for try in 1 2; do
+        pidargs=()
+        if [[ -n ${LIMIT_RATES:-} ]]; then
+            # shellcheck disable=SC2086
+            "$BENCH" -serve-limit "$work/limit.sock" $LIMIT_RATES 2>>"$work/limit.log" 9>&- &
+            limit_pid=$!
+            wait_socket "$work/limit.sock" "$limit_pid" || die "limit server did not start: $(tail -3 "$work/limit.log")"
+            pidargs=(-pid "$limit_pid")
+        fi
+        "$BENCH" -name "$name" -o "$out.try$try" "${pidargs[@]}" "$@" >"$out.try$try.txt" 2>&1 && rc=0 || rc=$?
+        if [[ -n ${LIMIT_RATES:-} ]]; then
+            kill "$limit_pid" 2>/dev/null; wait "$limit_pid" 2>/dev/null || true
+            limit_pid=""
+        fi
+        f=$(foreign "$out.try$try")
+        if [[ -z $best ]] || less "$f" "$bestf"; then
+            best=$try bestf=$f best_rc=$rc
+            cp "$out.try$try.txt" "$out.txt"
+            if [[ -s $out.try$try ]]; then cp "$out.try$try" "$out"; else rm -f "$out"; fi
+        fi
+        less "$NOISE" "$f" || break
+        [[ $try == 1 ]] && info "other processes took $f cores during $name: once more"
         sleep 1
     done
-    if [[ $rc -ne 0 ]]; then
+    rm -f "$out".try*
+    if [[ $best_rc -ne 0 ]]; then
         if [[ -s $out ]]; then
             info "ERRORS in $name:"
-            fails=$((fails + 1))
         else
             info "FAILED to run $name:"
-            fails=$((fails + 1))
         fi
+        fails=$((fails + 1))
         sed 's/^/    /' "$out.txt"
     fi
     if [[ -s $out ]]; then
         python3 - "$out" "$name" <<'EOF' 2>/dev/null || grep -E "^  all" "$out.txt" || true
 import json, sys
 r = json.load(open(sys.argv[1]))
-print("bench: %-34s %8.0f req/s  p99 %7.0f µs  server %5.1f µs/req  errors %d" % (
-    sys.argv[2], r["rate"], r["all"]["p99_us"], r["server"]["cpu_per_request_us"], r["errors"]["total"]))
+print("bench: %-34s %8.0f req/s  p99 %7.0f µs  server %5.1f µs/req  errors %d  (other load %.2f cores)" % (
+    sys.argv[2], r["rate"], r["all"]["p99_us"], r["server"]["cpu_per_request_us"], r["errors"]["total"],
+    r["machine"]["foreign_cores"]))
 EOF
     fi
 }
@@ -193,15 +220,10 @@ point() { # ROUND WORKLOAD CLIENTS
     done
     local rates="-hit-dest 1 -hit-endp 1"
     [[ -s $base-scached-r$round.json ]] && rates=$(hit_rates "$base-scached-r$round.json")
-    # shellcheck disable=SC2086
-    "$BENCH" -serve-limit "$work/limit.sock" $rates 2>>"$work/limit.log" 9>&- &
-    limit_pid=$!
-    wait_socket "$work/limit.sock" "$limit_pid" || die "limit server did not start: $(tail -3 "$work/limit.log")"
-    run_one "$w c=$c limit r$round" "$base-limit-r$round.json" \
-        -socket "$work/limit.sock" -limit -pid "$limit_pid" -workload "$w" -clients "$c" \
+    # The limit server has no expiry: no waiting for it (-drain=-1s).
+    LIMIT_RATES=$rates run_one "$w c=$c limit r$round" "$base-limit-r$round.json" \
+        -socket "$work/limit.sock" -limit -drain=-1s -workload "$w" -clients "$c" \
         -duration "$DUR" -warmup "$WARM" "${extra[@]}"
-    kill "$limit_pid" && wait "$limit_pid" || true
-    limit_pid=""
 }
 
 T0=$(date +%s)
@@ -258,7 +280,6 @@ kill "$prof_pid"; wait "$prof_pid" || true
 go tool pprof -top -nodecount=30 "$work/scached-prof" "$OUT/cpu.pprof" >"$OUT/profile-cpu.txt" 2>/dev/null || true
 go tool pprof -top -nodecount=15 -sample_index=alloc_objects "$work/scached-prof" "$OUT/allocs.pprof" \
     >"$OUT/profile-allocs.txt" 2>/dev/null || true
-cp "$work/scached-prof" "$OUT/scached-prof.bin"
 
 # ------------------------------------------------------------------ micro
 info "micro-benchmarks (cache, codec), -benchtime $BENCHTIME"
