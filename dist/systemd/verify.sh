@@ -8,7 +8,8 @@
 # stock units, the units from this directory, and at /usr/sbin/scached the
 # given binary or a dummy executable. systemd-analyze exits 0 on unknown
 # keys and unparsable values and only prints warnings: any output at all
-# is a failure here.
+# is a failure here. Then it runs security.sh next to it, which asserts
+# the service's "systemd-analyze security --offline=true" exposure level.
 #
 # Exit status: 0 when the units pass, or when systemd-analyze is missing
 # (a loud SKIP on stderr; set SCACHED_REQUIRE_SYSTEMD_ANALYZE=1 to make
@@ -65,3 +66,5 @@ if [ "$status" -ne 0 ] || [ -n "$out" ]; then
 	exit 1
 fi
 echo "ok: systemd-analyze verify $units"
+
+exec sh "$here/security.sh"
