@@ -11,7 +11,7 @@ FUZZTIME ?= 5s
 
 GOFILES := $(shell find . -name '*.go' -not -path './.git/*')
 
-.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration faults conformance root-tests e2e units selinux bench clean
+.PHONY: all build run test check fmt-check vet staticcheck unit fuzz integration faults conformance root-tests e2e units selinux systemd-e2e bench clean
 
 all: build
 
@@ -74,20 +74,34 @@ conformance:
 	test/conformance/binary.sh
 
 # Tests that need root: real smtp(8)/lmtp(8) deliveries through scached
-# and Postfix's scache, the shipped units. Each says SKIP loudly when it
-# cannot run. (The real-journald tests run within unit and integration.)
-root-tests: e2e units selinux
+# and Postfix's scache, the shipped units (verify and the security score),
+# the SELinux module, and scached installed into a booted Debian 12 under
+# systemd-nspawn. Each says SKIP loudly when it cannot run. (The
+# real-journald tests run within unit and integration.)
+root-tests: e2e units selinux systemd-e2e
 
 e2e:
 	test/postfix/e2e.sh
 
+# The shipped units: systemd-analyze verify (any output fails) and the
+# security exposure level asserted; make install/uninstall into a staging
+# directory.
 units:
 	dist/systemd/verify.sh
+	dist/install-check.sh
 
 # The SELinux policy module: built with no warnings, linked into a private
 # copy of the full policy with neverallow checks, rules asserted.
 selinux:
 	dist/selinux/check.sh
+
+# scached installed with make install into a booted Debian 12 (systemd-nspawn,
+# a debootstrap root built once at /var/tmp/scached-root and reused), checked
+# as an operator would: activation, idle exit and 50 re-activations, real
+# Postfix delivering through it, the journal, stop/restart, the sandbox
+# from /proc, activation latency hardened vs unhardened (~2.5 min warm).
+systemd-e2e:
+	test/systemd/e2e.sh
 
 # Side by side with Postfix's scache and the limit mode, A/B alternated;
 # writes docs/benchmarks.md and its plot (root, Postfix installed; ~7 min;
@@ -97,3 +111,6 @@ bench:
 
 clean:
 	rm -rf bin run
+
+# make install / make uninstall (DESTDIR, PREFIX): see dist/install.mk.
+include dist/install.mk
