@@ -38,6 +38,13 @@ type config struct {
 	FillRate  float64       `json:"fill_rate_assumed,omitempty"`
 	Seed      uint64        `json:"seed"`
 	Name      string        `json:"name,omitempty"`
+	Rate      float64       `json:"rate,omitempty"`    // -rate, account.go
+	Account   bool          `json:"account,omitempty"` // -account, account.go
+	Term      bool          `json:"term,omitempty"`    // -term, account.go
+
+	// stopServer replaces -term's SIGTERM to -pid (tests: an in-process
+	// server).
+	stopServer func() error
 
 	DurationS float64 `json:"duration_s"`
 	WarmupS   float64 `json:"warmup_s"`
@@ -107,6 +114,7 @@ type client struct {
 	hits  [nPhases][nTypes]int64
 	iters [nPhases]int64
 	sw    sweeper
+	pace  pacer // -rate, account.go
 	token uint64
 	all   int64 // requests in every phase
 	// lag is recorded locally and merged at the end.
@@ -443,6 +451,7 @@ func (c *client) loop(wg *sync.WaitGroup) {
 		if c.cl == nil && !c.dial() {
 			break
 		}
+		c.pace.wait(g, c.id)
 		switch g.cfg.Workload {
 		case "realistic":
 			c.realistic(ph)

@@ -49,6 +49,21 @@
 // sessions alive below 90% of the smaller of its own limit and the
 // server's (/proc/PID/limits).
 //
+// # Soak
+//
+// -rate R spaces the iterations so that all clients together make R per
+// second (each an equal share), for a moderate load over a long run.
+// -account accounts for every save: it ends when a find hands the
+// descriptor back or when the kept end hangs up (the server closed the
+// last copy: expiry or eviction); after the drain the kept end of every
+// session still registered is polled once more, and one still open is
+// unaccounted (an error). The report gives saved = handed back + closed by
+// the server + unaccounted. -term (with -account and -pid) sends the
+// server SIGTERM after the load instead of waiting for expiry: its
+// shutdown must close every descriptor it holds (run it with a ttl longer
+// than the load, so that those are the ones it closes).
+// test/soak/run.sh (make soak) uses all three.
+//
 // # Report
 //
 // Per request type: rate, hit rate, p50/p90/p99/p99.9/max latency; the

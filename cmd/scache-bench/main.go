@@ -64,6 +64,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&hitEndp, "hit-endp", 1, "limit server: probability that find_endp hits")
 	fs.IntVar(&ring, "ring", 4096, "limit server: descriptors kept")
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of this process to `file`")
+	soakFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -186,6 +187,7 @@ func printText(w io.Writer, r *result) {
 			fmt.Fprintf(w, "  scale: WARNING: %s\n", sc.Warning)
 		}
 	}
+	printAccount(w, r)
 	e := r.Errors
 	var bad []string
 	add := func(n int64, what string) {

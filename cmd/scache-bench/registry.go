@@ -57,6 +57,7 @@ type registry struct {
 		_  [40]byte
 	}
 	live  atomic.Int64 // sessions not yet closed
+	acct  accounting   // -account, account.go
 	start time.Time    // base of the monotonic deadlines
 }
 
@@ -133,6 +134,7 @@ func (r *registry) take(fd int, endp int) (*session, error) {
 		return nil, errTwice
 	}
 	s.state = inHand
+	r.acct.handedBack.Add(1)
 	if endp >= 0 && s.endp != endp {
 		return s, errWrongLabel
 	}
@@ -152,6 +154,7 @@ func (r *registry) saving(s *session, endp int, deadline int64) uint32 {
 	s.deadline = deadline
 	g := s.gen
 	sh.mu.Unlock()
+	r.acct.saves.Add(1)
 	return g
 }
 
@@ -198,6 +201,7 @@ func (r *registry) closedByServer(s *session, gen uint32) bool {
 	unix.Close(s.kept)
 	s.kept = -1
 	r.live.Add(-1)
+	r.acct.closed.Add(1)
 	return true
 }
 

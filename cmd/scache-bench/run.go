@@ -113,6 +113,7 @@ type result struct {
 	Machine     machineStats         `json:"machine"`
 	Errors      errorStats           `json:"errors"`
 	Scale       *scaleStats          `json:"scale,omitempty"`
+	Account     *accountStats        `json:"account,omitempty"` // -account, account.go
 	OK          bool                 `json:"ok"`
 }
 
@@ -148,6 +149,9 @@ func run(cfg config, logf func(string, ...any)) (*result, error) {
 		}
 	default:
 		return nil, fmt.Errorf("unknown workload %q (realistic, find-heavy, save-heavy, scale)", cfg.Workload)
+	}
+	if cfg.Term && (!cfg.Account || cfg.Workload == "scale") {
+		return nil, fmt.Errorf("-term needs -account and a workload other than scale")
 	}
 	res := &result{Tool: "scache-bench", Command: os.Args, Start: time.Now(), Nonce: newNonce()}
 	cfg.DurationS, cfg.WarmupS, cfg.TimeoutS = cfg.Duration.Seconds(), cfg.Warmup.Seconds(), cfg.Timeout.Seconds()
@@ -192,6 +196,9 @@ func run(cfg config, logf func(string, ...any)) (*result, error) {
 	probe.Close()
 	time.Sleep(20 * time.Millisecond) // let the server see the probe go
 	res.Server.PID = pid
+	if cfg.Term && cfg.stopServer == nil && (pid <= 0 || pid == os.Getpid()) {
+		return nil, fmt.Errorf("-term needs the server's process (-pid), not this one")
+	}
 	// The descriptor budget: each live session is one descriptor in the
 	// server and one (its kept end) here.
 	budget := int64(res.Generator.NoFile)
@@ -259,9 +266,14 @@ func run(cfg config, logf func(string, ...any)) (*result, error) {
 		}
 		w1 = g.sample(pid)
 		wg.Wait()
-		drain(g, clients, logf)
+		if cfg.Term {
+			g.terminate(pid, clients, logf)
+		} else {
+			drain(g, clients, logf)
+		}
 	}
 	res.Server.RSSPeakKiB = rss.finish()
+	res.Account = g.account(logf)
 	res.Errors.NotExpired = int64(g.reg.closeAll())
 
 	// Figures of the measured window.
@@ -348,7 +360,7 @@ func run(cfg config, logf func(string, ...any)) (*result, error) {
 	r.Total = r.IO + r.Timeouts + r.ConnectFailed + r.BadStatus + r.SaveFailed + r.UnknownFD + r.Twice +
 		r.WrongLabel + r.NotSocket + r.Nonblocking + r.VerifyFailed + r.NotExpired + r.Leaked + r.NoDescriptors
 	res.Received, res.Verified = e.Received.Load(), e.Verified.Load()
-	res.OK = r.Total == 0
+	res.OK = r.Total == 0 && res.Account.ok()
 	return res, nil
 }
 

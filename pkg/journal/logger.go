@@ -153,7 +153,12 @@ func (l *Logger) Fatalf(format string, args ...any) { l.log.Fatalf(format, args.
 // Statistics logs one interval as Postfix does (see Stats.Lines), one
 // informational record per line. Each record also carries the interval's
 // counters as journal fields (see Stats.Fields); text output shows only the
-// line. A Zero interval logs nothing.
+// line. When Goroutines is set, a debug record follows (Verbose only):
+//
+//	statistics (scached): goroutines=12
+//
+// so that the figure also reaches stderr; Postfix's lines stay as they
+// are. A Zero interval logs nothing.
 func (l *Logger) Statistics(s Stats) {
 	lines := s.Lines()
 	if len(lines) == 0 {
@@ -166,5 +171,8 @@ func (l *Logger) Statistics(s Stats) {
 	e := l.log.WithFields(fields)
 	for _, line := range lines {
 		e.Info(line)
+	}
+	if s.Goroutines > 0 {
+		e.Debugf("statistics (scached): goroutines=%d", s.Goroutines)
 	}
 }

@@ -17,6 +17,13 @@ type Stats struct {
 
 	// Maxima sampled after each successful save_endp / save_dest.
 	PeakDests, PeakEndps, PeakSessions int
+
+	// Goroutines is scached's own figure, not Postfix's: the goroutines
+	// running when the interval was logged (runtime.NumGoroutine), so that
+	// a leak shows in the journal. It appears only as the journal field
+	// SCACHED_GOROUTINES and in a debug record, never in Postfix's text,
+	// and does not make an interval non-Zero. 0: not reported.
+	Goroutines int
 }
 
 // Zero reports whether nothing happened in the interval; Postfix logs
@@ -79,12 +86,16 @@ const (
 	FieldPeakEndps       = "SCACHE_PEAK_ENDPS"
 	FieldPeakSessions    = "SCACHE_PEAK_SESSIONS"
 	FieldIntervalSeconds = "SCACHE_INTERVAL_SECONDS"
+	// FieldGoroutines is scached's own (hence SCACHED_, not SCACHE_); it
+	// is present only when Stats.Goroutines is set.
+	FieldGoroutines = "SCACHED_GOROUTINES"
 )
 
 // Fields returns the interval's counters as journal fields, in decimal.
-// SCACHE_INTERVAL_SECONDS is the interval rounded to the nearest second.
+// SCACHE_INTERVAL_SECONDS is the interval rounded to the nearest second;
+// SCACHED_GOROUTINES is present when Goroutines is positive.
 func (s Stats) Fields() map[string]string {
-	return map[string]string{
+	f := map[string]string{
 		FieldDestHits:        strconv.Itoa(s.DestHits),
 		FieldDestMisses:      strconv.Itoa(s.DestMisses),
 		FieldEndpHits:        strconv.Itoa(s.EndpHits),
@@ -94,4 +105,8 @@ func (s Stats) Fields() map[string]string {
 		FieldPeakSessions:    strconv.Itoa(s.PeakSessions),
 		FieldIntervalSeconds: strconv.FormatInt(int64(s.Interval.Round(time.Second)/time.Second), 10),
 	}
+	if s.Goroutines > 0 {
+		f[FieldGoroutines] = strconv.Itoa(s.Goroutines)
+	}
+	return f
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,6 +328,7 @@ func (s *Server) dumpStatistics() {
 		PeakDests:    int(s.peakDests.Swap(0)),
 		PeakEndps:    int(s.peakEndps.Swap(0)),
 		PeakSessions: int(s.peakSessions.Swap(0)),
+		Goroutines:   runtime.NumGoroutine(),
 	}
 	s.statsStart = now
 	if !st.Zero() {
