@@ -322,6 +322,8 @@ func run(cfg config, logf func(string, ...any)) (*result, error) {
 		if res.Requests > 0 {
 			res.Server.CPUPerRequestUs = us(cpu) / float64(res.Requests)
 		}
+	}
+	if pid > 0 && !cfg.Term { // -term: the server is gone
 		res.Server.RSSEndKiB = procStatusKiB(pid, "VmRSS")
 		// The server closes its ends of our connections asynchronously.
 		for i := 0; i < 50; i++ {

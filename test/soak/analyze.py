@@ -17,7 +17,7 @@ import sys
 def main():
     ap = argparse.ArgumentParser()
     for a in ("proc", "journal", "result", "out", "command", "load", "daemon",
-              "term_result", "term_journal", "term_load"):
+              "term_result", "term_journal", "term_load", "tree"):
         ap.add_argument("--" + a.replace("_", "-"), required=True)
     ap.add_argument("--term-rc", type=int, required=True)
     ap.add_argument("--term-exit", type=int, required=True)
@@ -220,6 +220,7 @@ def write_md(a, res, acct, rows, steady, trends, before, after, evicted, warning
     p("| --- | --- |")
     p("| command | `%s` |" % a.command)
     p("| date | %s, %d CPUs, %s |" % (date, res["machine"]["cpus"], "PASS" if not fails else "FAIL"))
+    p("| tree | %s |" % a.tree)
     p("| daemon | `%s` |" % a.daemon)
     p("| load | `%s` |" % a.load)
     p("| duration | %.0f s of load (warm-up for the checks: first %d s), then a drain past the last TTL |" % (res["elapsed_s"], a.warmup))

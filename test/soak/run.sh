@@ -3,6 +3,9 @@
 #
 #   test/soak/run.sh                      10 minutes, writes docs/soak.{md,csv,png}
 #   SOAK_DURATION=60s test/soak/run.sh    smoke run, writes /tmp/scached-soak/
+#   SOAK_RACE=1 test/soak/run.sh          scached built with -race (a report
+#                                         makes it exit 66: the soak fails);
+#                                         writes /tmp/scached-soak/
 #
 # Starts the real scached on a private socket, its stderr connected to a
 # private systemd-journald (test/journald/run.sh, as under systemd), with
@@ -43,11 +46,13 @@
 # figures and the series); the raw files of the last run (samples, the
 # journal's records, the generator's JSON) stay in /tmp/scached-soak-raw.
 set -euo pipefail
+export LC_NUMERIC=C # $EPOCHREALTIME with a decimal point
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 command="make soak"
-[[ -n ${SOAK_DURATION:-} ]] && command="SOAK_DURATION=$SOAK_DURATION make soak"
+[[ -n ${SOAK_DURATION:-} ]] && command="SOAK_DURATION=$SOAK_DURATION $command"
+[[ -n ${SOAK_RACE:-} ]] && command="SOAK_RACE=$SOAK_RACE $command"
 SOAK_DURATION=${SOAK_DURATION:-10m}
 SOAK_CLIENTS=${SOAK_CLIENTS:-6}
 SOAK_RATE=${SOAK_RATE:-1500}
@@ -84,14 +89,15 @@ for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", s):
 print(int(t))' "$1"
 }
 dur_s=$(secs "$SOAK_DURATION")
-[[ $dur_s -ge 15 ]] || die "SOAK_DURATION=$SOAK_DURATION: at least 15s"
+# The trend check needs 6 samples after the warm-up (a fifth of the run).
+[[ $dur_s -ge 45 ]] || die "SOAK_DURATION=$SOAK_DURATION: at least 45s"
 if [[ -n ${SOAK_WARMUP:-} ]]; then
     warm_s=$(secs "$SOAK_WARMUP")
 else
     warm_s=$((dur_s / 5 < 60 ? dur_s / 5 : 60))
 fi
 if [[ -z ${SOAK_OUT:-} ]]; then
-    if [[ $dur_s -ge 600 ]]; then SOAK_OUT=$ROOT/docs; else SOAK_OUT=/tmp/scached-soak; fi
+    if [[ $dur_s -ge 600 && -z ${SOAK_RACE:-} ]]; then SOAK_OUT=$ROOT/docs; else SOAK_OUT=/tmp/scached-soak; fi
 fi
 mkdir -p "$SOAK_OUT"
 
@@ -114,10 +120,26 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 info "building"
-go build -o "$work/scached" ./cmd/scached
+# The tree scached is built from: the commit, and the packages with
+# uncommitted changes (tracked or not) that go into it.
+tree="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+dirty=$(git status --porcelain -- cmd/scached pkg 2>/dev/null | awk '{print $2}' |
+    grep -v '_test\.go$' | xargs -r -n1 dirname | sort -u | paste -sd, - | sed 's/,/, /g' || true)
+[[ -n $dirty ]] && tree+=" plus uncommitted changes in $dirty"
+tree+=", $(go env GOVERSION)"
+race=()
+[[ -n ${SOAK_RACE:-} ]] && race=(-race)
+go build "${race[@]}" -o "$work/scached" ./cmd/scached
 go build -o "$work/scache-bench" ./cmd/scache-bench
 mkdir -p "$work/etc"
 sock=$work/scached.sock
+
+# stderr_tail: what scached wrote to its stderr (a panic, a race report).
+stderr_tail() {
+    journalctl --sync
+    echo "soak: scached's stderr:" >&2
+    journalctl -o cat --no-pager SYSLOG_IDENTIFIER=scached-soak | tail -60 >&2
+}
 
 # start_scached TTL_LIMIT: starts scached on $sock (sets scached_pid).
 # systemd-cat connects stdout and stderr to journald and execs the
@@ -145,7 +167,7 @@ start_scached "${SOAK_TTL}s"
 
 sample() { # PHASE: one line of the series
     local now fds rss thr
-    now=$(date +%s.%N)
+    now=$EPOCHREALTIME
     fds=$(find "/proc/$scached_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)
     rss=$(awk '/^VmRSS:/ {print $2}' /proc/$scached_pid/status)
     thr=$(awk '/^Threads:/ {print $2}' /proc/$scached_pid/status)
@@ -159,7 +181,8 @@ cmd=("$work/scache-bench" -socket "$sock" -workload realistic -clients "$SOAK_CL
     -warmup 0s -duration "$SOAK_DURATION" -drain 3s -account -pid "$scached_pid"
     -name soak -o "$work/result.json")
 info "scached PID $scached_pid; load: ${cmd[*]#"$work/"}"
-start=$(date +%s.%N)
+start=$EPOCHREALTIME
+start_us=${start/./}
 "${cmd[@]}" >"$work/generator.txt" 2>&1 &
 gen_pid=$!
 
@@ -168,10 +191,14 @@ gen_pid=$!
 n=0
 while kill -0 "$gen_pid" 2>/dev/null; do
     n=$((n + 1))
-    next=$(python3 -c "import sys; print(float(sys.argv[1]) + $n * $SOAK_EVERY)" "$start")
+    next_us=$((start_us + n * SOAK_EVERY * 1000000))
     while kill -0 "$gen_pid" 2>/dev/null; do
-        python3 -c "import sys, time; sys.exit(0 if time.time() >= float(sys.argv[1]) else 1)" "$next" && break
-        sleep 0.2
+        now_us=${EPOCHREALTIME/./}
+        ((now_us >= next_us)) && break
+        # At most 0.2 s at a time, to notice the generator's end.
+        left_us=$((next_us - now_us))
+        ((left_us > 200000)) && left_us=200000
+        sleep "$(printf '0.%06d' "$left_us")"
     done
     kill -0 "$gen_pid" 2>/dev/null || break
     # The sample at the very end of the load belongs to the drain.
@@ -189,7 +216,10 @@ sleep 0.5
 sample after
 
 kill -TERM "$scached_pid"
-wait "$scached_pid" || die "scached exited with status $?"
+rc=0
+wait "$scached_pid" || rc=$?
+scached_pid=""
+[[ $rc -eq 0 ]] || { stderr_tail; die "scached exited with status $rc after SIGTERM"; }
 scached_pid=""
 journalctl --sync
 journalctl -o json --no-pager SYSLOG_IDENTIFIER=postfix/scache >"$work/journal.json"
@@ -222,6 +252,7 @@ if [[ -n $state && $state != Z ]]; then
 fi
 term_exit=0
 wait "$term_pid" || term_exit=$?
+[[ $term_exit -eq 0 ]] || stderr_tail
 scached_pid=""
 journalctl --sync
 journalctl -o json --no-pager SYSLOG_IDENTIFIER=postfix/scache "_PID=$term_pid" >"$work/term-journal.json"
@@ -236,7 +267,8 @@ python3 "$ROOT/test/soak/analyze.py" \
     --clients "$SOAK_CLIENTS" --out "$SOAK_OUT" \
     --command "$command" \
     --load "scache-bench -workload realistic -clients $SOAK_CLIENTS -rate $SOAK_RATE -dests $SOAK_DESTS -zipf $SOAK_ZIPF -ttl $SOAK_TTL -warmup 0s -duration $SOAK_DURATION -drain 3s -account" \
-    --daemon "scached -listen SOCK -o connection_cache_ttl_limit=${SOAK_TTL}s -o connection_cache_status_update_time=${SOAK_EVERY}s -o scached_authorized_users=root (stderr on a private journald)" \
+    --daemon "scached -listen SOCK -o connection_cache_ttl_limit=${SOAK_TTL}s -o connection_cache_status_update_time=${SOAK_EVERY}s -o scached_authorized_users=root (stderr on a private journald${SOAK_RACE:+; built with -race})" \
+    --tree "$tree" \
     || rc=$?
 
 if command -v gnuplot >/dev/null; then
