@@ -2,6 +2,7 @@ package cache
 
 import (
 	"hash/maphash"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -105,6 +106,12 @@ func (c *Cache) shardFor(label string) *shard {
 	return &c.shards[maphash.String(c.seed, label)&c.mask]
 }
 
+// shardForBytes returns the shard that holds label, given as bytes
+// (maphash.Bytes and maphash.String agree on equal contents).
+func (c *Cache) shardForBytes(label []byte) *shard {
+	return &c.shards[maphash.Bytes(c.seed, label)&c.mask]
+}
+
 // deadline returns now+ttl, saturating instead of overflowing. It panics
 // if ttl <= 0: the caller rejects or clamps TTLs before they get here.
 func deadline(now int64, ttl time.Duration) int64 {
@@ -170,6 +177,15 @@ func (c *Cache) evictOldest(now int64) int {
 		s := &c.shards[best]
 		s.lock(now)
 		fd := -1
+		// The oldest sessions may be dead, not yet expired: expire them
+		// (up to a batch) rather than evict a live one in their place.
+		for range s.batch {
+			e := s.sessFirst
+			if e == nil || s.heap[e.index].deadline > now {
+				break
+			}
+			s.expireEntryLocked(e)
+		}
 		if s.sessFirst != nil && c.total.Load() > int64(c.limits.MaxSessions) {
 			fd = s.evictLocked(s.sessFirst)
 		}
@@ -189,7 +205,19 @@ func (c *Cache) FindEndp(label string) (prop string, fd int, ok bool) {
 	now := c.clock()
 	s := c.shardFor(label)
 	s.lock(now)
-	prop, fd, ok = s.findEndpLocked(label)
+	prop, fd, ok = s.findEndpLocked(s.endps[label], now)
+	s.unlock()
+	return prop, fd, ok
+}
+
+// FindEndpBytes is FindEndp with the label as bytes, which it only reads
+// during the call (a view into a read buffer will do): the lookup copies
+// nothing.
+func (c *Cache) FindEndpBytes(label []byte) (prop string, fd int, ok bool) {
+	now := c.clock()
+	s := c.shardForBytes(label)
+	s.lock(now)
+	prop, fd, ok = s.findEndpLocked(s.endps[string(label)], now)
 	s.unlock()
 	return prop, fd, ok
 }
@@ -208,7 +236,7 @@ func (c *Cache) SaveDest(ttl time.Duration, label, prop, endpLabel string) Evict
 	d := deadline(now, ttl)
 	s := c.shardFor(label)
 	s.lock(now)
-	evicted := s.saveDestLocked(d, label, prop, endpLabel, c.limits.MaxDestBindings)
+	evicted := s.saveDestLocked(now, d, label, prop, endpLabel, c.limits.MaxDestBindings)
 	s.unlock()
 	if evicted {
 		return DestinationLimit
@@ -236,12 +264,31 @@ func (c *Cache) FindDest(label string) (destProp, endpProp string, fd int, ok bo
 	var buf [snapshotSize]binding
 	s := c.shardFor(label)
 	s.lock(now)
-	bindings := s.bindingsLocked(label, buf[:0])
+	bindings := s.bindingsLocked(s.dests[label], now, buf[:0])
 	s.unlock()
+	return c.findBound(now, bindings)
+}
+
+// FindDestBytes is FindDest with the label as bytes, which it only reads
+// during the call (a view into a read buffer will do): the lookup copies
+// nothing.
+func (c *Cache) FindDestBytes(label []byte) (destProp, endpProp string, fd int, ok bool) {
+	now := c.clock()
+	var buf [snapshotSize]binding
+	s := c.shardForBytes(label)
+	s.lock(now)
+	bindings := s.bindingsLocked(s.dests[string(label)], now, buf[:0])
+	s.unlock()
+	return c.findBound(now, bindings)
+}
+
+// findBound is the second half of FindDest: the endpoints of the
+// bindings, in turn.
+func (c *Cache) findBound(now int64, bindings []binding) (destProp, endpProp string, fd int, ok bool) {
 	for _, b := range bindings {
 		es := c.shardFor(b.endpLabel)
 		es.lock(now)
-		endpProp, fd, ok = es.findEndpLocked(b.endpLabel)
+		endpProp, fd, ok = es.findEndpLocked(es.endps[b.endpLabel], now)
 		es.unlock()
 		if ok {
 			return b.prop, endpProp, fd, true
@@ -255,7 +302,9 @@ func (c *Cache) FindDest(label string) (destProp, endpProp string, fd int, ok bo
 // caller owns those descriptors and must close them (Postfix closes them on
 // expiry, scache_multi.c:scache_multi_expire_endp()). The order of the
 // descriptors is unspecified. Expire costs O(shards + expired entries); it
-// skips a shard without taking its lock when nothing in it is due.
+// skips a shard without taking its lock when nothing in it is due, and
+// holds a shard's lock for a batch of entries at a time (expireBatch), so
+// that a mass expiry delays no request by more than a batch.
 func (c *Cache) Expire(dst []int) []int {
 	now := c.clock()
 	for i := range c.shards {
@@ -263,9 +312,16 @@ func (c *Cache) Expire(dst []int) []int {
 		if s.next.Load() > now {
 			continue
 		}
-		s.lock(now)
-		dst = s.takePendingLocked(dst)
-		s.unlock()
+		for {
+			s.lock(now)
+			dst = s.takePendingLocked(dst)
+			more := s.hasDueLocked(now)
+			s.unlock()
+			if !more {
+				break
+			}
+			runtime.Gosched() // let a request waiting for the lock in
+		}
 	}
 	return dst
 }
@@ -286,18 +342,32 @@ func (c *Cache) NextDeadline() (t time.Time, ok bool) {
 }
 
 // Sizes returns the number of destination labels, endpoint labels and
-// sessions, counting live entries only (a shard with due entries is
-// locked and its due entries are removed first). Under concurrent use the
+// sessions, counting live entries only (the due entries of a shard are
+// removed first, a batch per lock, as by Expire). Under concurrent use the
 // result is a sum of per-shard figures, each exact at some recent moment.
+// It costs O(shards + due entries); see Counts for a figure without
+// expiry.
 func (c *Cache) Sizes() Sizes {
 	now := c.clock()
-	var sz Sizes
 	for i := range c.shards {
 		s := &c.shards[i]
-		if s.due.Load() <= now {
+		for s.due.Load() <= now {
 			s.lock(now)
 			s.unlock()
 		}
+	}
+	return c.Counts()
+}
+
+// Counts is Sizes without the expiry: the figures the shards published
+// when they were last unlocked, read without taking a lock. Entries that
+// died since are counted until they are removed (at the latest by the
+// next Expire); otherwise Counts and Sizes agree. It costs O(shards) and
+// suits a figure sampled at every request, such as a peak.
+func (c *Cache) Counts() Sizes {
+	var sz Sizes
+	for i := range c.shards {
+		s := &c.shards[i]
 		sz.Dests += int(s.nDests.Load())
 		sz.Endps += int(s.nEndps.Load())
 		sz.Sessions += int(s.nSessions.Load())

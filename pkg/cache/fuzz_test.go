@@ -132,20 +132,26 @@ var (
 // the cache's internal invariants hold after each step, and that every
 // saved descriptor comes back exactly once.
 //
-// Encoding: the first byte selects the number of shards; then each
-// operation is an opcode byte followed by its argument bytes.
+// Encoding: the first byte selects the number of shards (its low two
+// bits) and the expiry batch (the next two: expireBatch, or 1 to 3, so
+// that dead entries stay in the lists for the operations to meet); then
+// each operation is an opcode byte followed by its argument bytes.
 func FuzzCacheOps(f *testing.F) {
 	f.Add([]byte{0, 0, 0x00, 0, 1, 0x01, 2, 0x03, 3, 0x00, 1, 0x11, 0x04, 6})
 	f.Add([]byte{1, 0, 0x10, 1, 0, 0x33, 1, 2, 0, 0x12, 5, 0, 4, 1, 3, 0, 0x15, 3, 6, 7})
 	f.Add([]byte{2, 2, 0x21, 2, 3, 0x71, 2, 1, 0x70, 2, 1, 0, 0x32, 0x22, 3, 4, 4, 6, 7, 5})
 	f.Add([]byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 1, 0, 1, 0, 8, 7})
+	// Batch 1: four sessions and a binding die together; finds, saves and
+	// sizes meet the dead ones before Expire.
+	f.Add([]byte{4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 1, 2, 0, 0, 5, 8, 1, 0, 3, 0, 0, 9, 1, 2, 7, 4, 7, 6})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return
 		}
 		shards := []int{1, 2, 4, DefaultShards}[data[0]%4]
+		batch := []int{expireBatch, 1, 2, 3}[data[0]/4%4]
 		data = data[1:]
-		c, clk := newTestCache(shards)
+		c, clk := newTestCacheBatch(shards, batch)
 		m := &model{}
 		next := func() int {
 			if len(data) == 0 {

@@ -20,8 +20,18 @@ func (f *fakeClock) Advance(d time.Duration) { f.ns.Add(int64(d)) }
 // newTestCache returns a cache with the given number of shards on a fake
 // clock.
 func newTestCache(shards int) (*Cache, *fakeClock) {
+	return newTestCacheBatch(shards, expireBatch)
+}
+
+// newTestCacheBatch is newTestCache with batch as the expiry batch, so
+// that a few entries make a mass expiry.
+func newTestCacheBatch(shards, batch int) (*Cache, *fakeClock) {
 	clk := new(fakeClock)
-	return New(Config{Shards: shards, Now: clk.Now}), clk
+	c := New(Config{Shards: shards, Now: clk.Now})
+	for i := range c.shards {
+		c.shards[i].batch = batch
+	}
+	return c, clk
 }
 
 // checkInvariants verifies the internal structure of every shard: heap
@@ -52,7 +62,7 @@ func (s *shard) checkLocked(c *Cache, idx int) error {
 		if sl.e == nil || sl.e.index != i {
 			return fmt.Errorf("heap[%d]: bad back-pointer", i)
 		}
-		if i > 0 && s.heap[(i-1)/2].deadline > sl.deadline {
+		if i > 0 && s.heap[(i-1)/heapArity].deadline > sl.deadline {
 			return fmt.Errorf("heap[%d]: earlier than its parent", i)
 		}
 	}
@@ -90,7 +100,7 @@ func (s *shard) checkLocked(c *Cache, idx int) error {
 			if l.last != prev {
 				return fmt.Errorf("list %q: bad tail", label)
 			}
-			if l.n != n {
+			if int(l.n) != n {
 				return fmt.Errorf("list %q: n=%d, holds %d", label, l.n, n)
 			}
 		}

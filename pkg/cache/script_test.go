@@ -21,7 +21,9 @@ var update = flag.Bool("update", false, "rewrite the testdata/*.golden files")
 // testdata/NAME.script is run against a fresh cache on a fake clock and its
 // transcript must equal testdata/NAME.golden (go test -run TestScripts
 // -update rewrites them). Every script is run with one shard and with the
-// default number of shards; the transcripts must be identical.
+// default number of shards, and with an expiry batch of 1 (so that any
+// two entries expiring together are a mass expiry); the transcripts must
+// be identical.
 //
 // Script language, one command per line; arguments are separated by
 // blanks, and an argument may be a Go-quoted string ("" is the empty
@@ -64,6 +66,15 @@ func TestScripts(t *testing.T) {
 			if sharded != got {
 				t.Errorf("transcript differs between 1 shard and default shards:\n--- 1 shard\n%s\n--- default\n%s", got, sharded)
 			}
+			// An expiry batch of 1: every expiry of two entries or more
+			// is a mass expiry, whose dead entries the requests meet.
+			batched, err := runScriptBatch(string(src), 1, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if batched != got {
+				t.Errorf("transcript differs with an expiry batch of 1:\n--- default\n%s\n--- batch 1\n%s", got, batched)
+			}
 			golden := strings.TrimSuffix(script, ".script") + ".golden"
 			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -85,7 +96,12 @@ func TestScripts(t *testing.T) {
 // runScript runs src on a new cache with the given number of shards and
 // returns the transcript.
 func runScript(src string, shards int) (string, error) {
-	c, clk := newTestCache(shards)
+	return runScriptBatch(src, shards, expireBatch)
+}
+
+// runScriptBatch is runScript with the given expiry batch.
+func runScriptBatch(src string, shards, batch int) (string, error) {
+	c, clk := newTestCacheBatch(shards, batch)
 	var out bytes.Buffer
 	for n, line := range strings.Split(strings.TrimRight(src, "\n"), "\n") {
 		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {

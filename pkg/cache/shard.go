@@ -17,6 +17,16 @@ const maxFree = 256
 // keeps after handing its contents out.
 const maxPendingCap = 1024
 
+// expireBatch is the most due entries that one lock of a shard removes
+// (shard.batch; tests make it smaller). When more fall due at once, a mass
+// expiry, the rest stay until the shard's next lock or until Expire, which
+// takes and releases the lock once per batch: no request waits for more
+// than a batch, however many entries expire together. Until then a dead
+// entry may still be in a list; the operations that meet one remove it
+// first (liveLocked), so that nothing dead is ever handed out, refreshed
+// or counted against a limit.
+const expireBatch = 128
+
 // entry is a session (an element of an endpoint's list) or a binding (an
 // element of a destination's list): the SCACHE_MULTI_ENDP and
 // SCACHE_MULTI_DEST of scache_multi.c, with the heap position that replaces
@@ -37,13 +47,13 @@ type entry struct {
 
 // list is the head of an endpoint's sessions or of a destination's
 // bindings, oldest first (SCACHE_MULTI_HEAD). It is in its shard's map
-// exactly while it is not empty.
+// exactly while it is not empty. It takes 48 bytes.
 type list struct {
 	label       string
 	first, last *entry
-	n           int   // entries in the list
-	dest        bool  // a destination's bindings, not an endpoint's sessions
 	nextFree    *list // free list linkage
+	n           int32 // entries in the list
+	dest        bool  // a destination's bindings, not an endpoint's sessions
 }
 
 // slot is a heap element: a deadline (nanoseconds since Cache.base) and the
@@ -66,6 +76,7 @@ type shard struct {
 	endps map[string]*list // endpoint label -> sessions
 	dests map[string]*list // destination label -> bindings
 	heap  []slot           // min-heap of the deadlines of all entries
+	batch int              // expireBatch
 
 	sessions int           // number of sessions in endps
 	total    *atomic.Int64 // the cache's number of sessions, all shards
@@ -92,6 +103,7 @@ type shard struct {
 }
 
 func (s *shard) init() {
+	s.batch = expireBatch
 	s.endps = make(map[string]*list)
 	s.dests = make(map[string]*list)
 	s.due.Store(noDeadline)
@@ -100,12 +112,50 @@ func (s *shard) init() {
 }
 
 // lock locks the shard and removes its entries that are due at now, as
-// Postfix delivers due timers before it serves a request.
+// Postfix delivers due timers before it serves a request: up to a batch of
+// them (see expireBatch).
 func (s *shard) lock(now int64) {
 	s.mu.Lock()
-	for len(s.heap) > 0 && s.heap[0].deadline <= now {
-		s.expireTopLocked()
+	s.expireLocked(now)
+}
+
+// expireLocked removes up to a batch of the entries that are due at now
+// and reports whether due entries remain.
+func (s *shard) expireLocked(now int64) (more bool) {
+	for range s.batch {
+		if !s.hasDueLocked(now) {
+			return false
+		}
+		s.expireEntryLocked(s.heap[0].e)
 	}
+	return s.hasDueLocked(now)
+}
+
+// hasDueLocked reports whether an entry of the shard is due at now; when
+// none is, every entry is live.
+func (s *shard) hasDueLocked(now int64) bool {
+	return len(s.heap) > 0 && s.heap[0].deadline <= now
+}
+
+// liveLocked removes the dead entries of l, a list of the shard or nil,
+// as expired, and returns l, or nil when that emptied it. It costs
+// nothing while the shard has no due entry; otherwise it walks l.
+func (s *shard) liveLocked(l *list, now int64) *list {
+	if l == nil || !s.hasDueLocked(now) {
+		return l
+	}
+	for e := l.first; e != nil; {
+		next := e.next
+		if s.heap[e.index].deadline <= now {
+			last := l.n == 1
+			s.expireEntryLocked(e)
+			if last {
+				return nil
+			}
+		}
+		e = next
+	}
+	return l
 }
 
 // unlock publishes the shard's figures and unlocks it.
@@ -131,11 +181,11 @@ func (s *shard) unlock() {
 	s.mu.Unlock()
 }
 
-// expireTopLocked removes the entry at the top of the heap; a session's
-// descriptor goes to the pending list
+// expireEntryLocked removes e, which is dead; a session's descriptor goes to
+// the pending list
 // (scache_multi.c:scache_multi_expire_endp(), scache_multi_expire_dest()).
-func (s *shard) expireTopLocked() {
-	d, e := s.heap[0].deadline, s.heap[0].e
+func (s *shard) expireEntryLocked(e *entry) {
+	d := s.heap[e.index].deadline
 	if !e.list.dest {
 		if len(s.pending) == 0 || d < s.pendingMin {
 			s.pendingMin = d
@@ -161,7 +211,7 @@ func (s *shard) takePendingLocked(dst []int) []int {
 // list is then longer than limit (> 0), its oldest session is removed and
 // its descriptor returned for the caller to close; otherwise it returns -1.
 func (s *shard) saveEndpLocked(now, deadline int64, label, prop string, fd int, limit int) (evicted int) {
-	l := s.endps[label]
+	l := s.liveLocked(s.endps[label], now)
 	if l == nil {
 		l = s.newListLocked(label, false)
 		s.endps[label] = l
@@ -185,7 +235,7 @@ func (s *shard) saveEndpLocked(now, deadline int64, label, prop string, fd int, 
 	s.sessLast = e
 	s.sessions++
 	s.total.Add(1)
-	if limit > 0 && l.n > limit {
+	if limit > 0 && int(l.n) > limit {
 		return s.evictLocked(l.first)
 	}
 	return -1
@@ -199,10 +249,11 @@ func (s *shard) evictLocked(e *entry) int {
 	return fd
 }
 
-// findEndpLocked removes the oldest session of the endpoint label and
-// returns its property and descriptor; the caller owns fd.
-func (s *shard) findEndpLocked(label string) (prop string, fd int, ok bool) {
-	l := s.endps[label]
+// findEndpLocked removes the oldest live session of l, an endpoint's
+// list (nil: the label has none), and returns its property and
+// descriptor; the caller owns fd.
+func (s *shard) findEndpLocked(l *list, now int64) (prop string, fd int, ok bool) {
+	l = s.liveLocked(l, now)
 	if l == nil {
 		return "", -1, false
 	}
@@ -215,8 +266,8 @@ func (s *shard) findEndpLocked(label string) (prop string, fd int, ok bool) {
 // saveDestLocked refreshes or appends a binding of the destination label.
 // When a new binding makes the list longer than limit (> 0), the oldest
 // binding is removed and it reports true.
-func (s *shard) saveDestLocked(deadline int64, label, prop, endpLabel string, limit int) (evicted bool) {
-	l := s.dests[label]
+func (s *shard) saveDestLocked(now, deadline int64, label, prop, endpLabel string, limit int) (evicted bool) {
+	l := s.liveLocked(s.dests[label], now)
 	if l == nil {
 		l = s.newListLocked(label, true)
 		s.dests[label] = l
@@ -233,17 +284,17 @@ func (s *shard) saveDestLocked(deadline int64, label, prop, endpLabel string, li
 	e.endpLabel = endpLabel
 	e.fd = -1
 	s.appendLocked(l, e, deadline)
-	if limit > 0 && l.n > limit {
+	if limit > 0 && int(l.n) > limit {
 		s.removeLocked(l.first)
 		return true
 	}
 	return false
 }
 
-// bindingsLocked appends the destination label's bindings, oldest first,
-// to dst.
-func (s *shard) bindingsLocked(label string, dst []binding) []binding {
-	l := s.dests[label]
+// bindingsLocked appends the live bindings of l, a destination's list
+// (nil: the label has none), oldest first, to dst.
+func (s *shard) bindingsLocked(l *list, now int64, dst []binding) []binding {
+	l = s.liveLocked(l, now)
 	if l == nil {
 		return dst
 	}

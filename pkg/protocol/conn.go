@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -44,10 +45,32 @@ const (
 // SCM_RIGHTS message together with its data and ends the read right after
 // that message (net/unix/af_unix.c:unix_stream_read_generic()), so the
 // descriptor belongs to the last byte of the chunk.
+//
+// One descriptor is what the protocol expects; it is kept inline, so that
+// receiving it allocates nothing. Any others go to more.
 type arrivedFDs struct {
 	off       int64
-	fds       []int
+	n         int   // descriptors: fd, then more
+	fd        int   // the first one, if n > 0
+	more      []int // the rest
 	truncated bool
+}
+
+func (a *arrivedFDs) add(fd int) {
+	if a.n == 0 {
+		a.fd = fd
+	} else {
+		a.more = append(a.more, fd)
+	}
+	a.n++
+}
+
+// closeAll closes the descriptors.
+func (a *arrivedFDs) closeAll() {
+	if a.n > 0 {
+		unix.Close(a.fd)
+	}
+	closeAll(a.more)
 }
 
 // Conn is one end of a connection cache protocol stream over a UNIX-domain
@@ -74,6 +97,13 @@ type Conn struct {
 	oob       []byte
 
 	wbuf []byte
+
+	// The deadlines last set on uc (zero: none). See armRead.
+	readDL, writeDL time.Time
+
+	// sendmsg()'s data byte and control message for SendFD, reused.
+	sendByte []byte
+	rights   []byte
 }
 
 // NewConn wraps uc. Each read and write must complete within timeout
@@ -103,8 +133,8 @@ func (c *Conn) Discarded() int {
 
 // Close closes the socket and every received descriptor not yet taken.
 func (c *Conn) Close() error {
-	for _, a := range c.arrived {
-		closeAll(a.fds)
+	for i := range c.arrived {
+		c.arrived[i].closeAll()
 	}
 	c.arrived = nil
 	return c.uc.Close()
@@ -152,10 +182,19 @@ func (c *Conn) fill(limit int) error {
 			c.rbuf = nb
 		}
 	}
+	var end time.Time
 	if c.timeout > 0 {
-		c.uc.SetReadDeadline(time.Now().Add(c.timeout))
+		end = time.Now().Add(c.timeout)
+		c.armRead(end)
 	}
 	n, oobn, flags, _, err := c.uc.ReadMsgUnix(c.rbuf[c.w:], c.oob)
+	for n <= 0 && c.timeout > 0 && c.readDL.Before(end) && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The deadline was left a little early (armRead); this read
+		// still has until end.
+		c.readDL = end
+		c.uc.SetReadDeadline(end)
+		n, oobn, flags, _, err = c.uc.ReadMsgUnix(c.rbuf[c.w:], c.oob)
+	}
 	if n < 0 { // a failed recvmsg (a timeout, for one) reports -1
 		n, oobn = 0, 0
 	}
@@ -173,23 +212,66 @@ func (c *Conn) fill(limit int) error {
 	return err
 }
 
-// recordFDs remembers the descriptors of one control message chunk.
+// deadlineSlack is the fraction of the timeout by which a deadline may be
+// left earlier than it should be, so that a busy connection moves its
+// deadlines once in a while instead of at every read and write (setting a
+// deadline takes the runtime's timer locks). A read or write that hits such
+// an early deadline sets the exact one and carries on, so every read and
+// write still fails exactly when it has waited for the timeout, never
+// earlier.
+const deadlineSlack = 8
+
+// armRead makes the read deadline end, or at most timeout/deadlineSlack
+// earlier than end.
+func (c *Conn) armRead(end time.Time) {
+	if d := end.Sub(c.readDL); c.readDL.IsZero() || d < 0 || d > c.timeout/deadlineSlack {
+		c.readDL = end
+		c.uc.SetReadDeadline(end)
+	}
+}
+
+// armWrite is armRead for writes.
+func (c *Conn) armWrite(end time.Time) {
+	if d := end.Sub(c.writeDL); c.writeDL.IsZero() || d < 0 || d > c.timeout/deadlineSlack {
+		c.writeDL = end
+		c.uc.SetWriteDeadline(end)
+	}
+}
+
+// retryWrite reports whether a write that failed with err hit a deadline
+// that armWrite left early, and if so sets the exact one, end.
+func (c *Conn) retryWrite(err error, end time.Time) bool {
+	if c.timeout <= 0 || !c.writeDL.Before(end) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	c.writeDL = end
+	c.uc.SetWriteDeadline(end)
+	return true
+}
+
+// recordFDs remembers the descriptors of one control message chunk. It
+// walks the control messages in place: parsing them into slices
+// (unix.ParseSocketControlMessage, unix.ParseUnixRights) would allocate
+// three times per descriptor received.
 func (c *Conn) recordFDs(oob []byte, lastByte int64, truncated bool) {
-	var fds []int
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err == nil {
-		for _, m := range msgs {
-			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_RIGHTS {
-				if got, err := unix.ParseUnixRights(&m); err == nil {
-					fds = append(fds, got...)
-				}
+	a := arrivedFDs{truncated: truncated}
+	for len(oob) >= unix.CmsgLen(0) {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			break
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_RIGHTS {
+			for ; len(data) >= 4; data = data[4:] {
+				a.add(int(int32(binary.NativeEndian.Uint32(data))))
 			}
 		}
+		oob = rest
 	}
-	if len(fds) == 0 && !truncated {
+	if a.n == 0 && !truncated {
 		return
 	}
-	c.arrived = append(c.arrived, arrivedFDs{off: c.base + lastByte, fds: fds, truncated: truncated})
+	a.off = c.base + lastByte
+	c.arrived = append(c.arrived, a)
 }
 
 // dropArrivedBefore closes the descriptors that came with bytes before
@@ -197,14 +279,14 @@ func (c *Conn) recordFDs(oob []byte, lastByte int64, truncated bool) {
 func (c *Conn) dropArrivedBefore(off int64) {
 	i := 0
 	for ; i < len(c.arrived) && c.arrived[i].off < off; i++ {
-		closeAll(c.arrived[i].fds)
-		c.discarded += len(c.arrived[i].fds)
+		c.arrived[i].closeAll()
+		c.discarded += c.arrived[i].n
 		if c.arrived[i].truncated {
 			c.discarded++
 		}
 	}
 	if i > 0 {
-		c.arrived = append(c.arrived[:0], c.arrived[i:]...)
+		c.shiftArrived(i)
 	}
 }
 
@@ -239,6 +321,12 @@ func (c *Conn) readString(limit int) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// stringBuffered reports whether the next string is complete in the
+// buffer, so that readString will not read (and so not move the buffer).
+func (c *Conn) stringBuffered() bool {
+	return bytes.IndexByte(c.rbuf[c.r:c.w], 0) >= 0
 }
 
 // WaitInput waits up to d for input from the peer and reports whether some
@@ -279,16 +367,24 @@ func (c *Conn) RecvFD() (int, error) {
 		return -1, ErrNoDescriptor
 	}
 	a := c.arrived[0]
-	c.arrived = append(c.arrived[:0], c.arrived[1:]...)
+	c.shiftArrived(1)
 	switch {
 	case a.truncated:
-		closeAll(a.fds)
+		a.closeAll()
 		return -1, ErrTruncated
-	case len(a.fds) != 1:
-		closeAll(a.fds)
+	case a.n != 1:
+		a.closeAll()
 		return -1, ErrManyDescriptors
 	}
-	return a.fds[0], nil
+	return a.fd, nil
+}
+
+// shiftArrived forgets the first i records of c.arrived, keeping its
+// array for the next ones.
+func (c *Conn) shiftArrived(i int) {
+	n := copy(c.arrived, c.arrived[i:])
+	clear(c.arrived[n:])
+	c.arrived = c.arrived[:n]
 }
 
 // SendFD flushes pending output and sends fd with one NUL data byte in one
@@ -297,10 +393,21 @@ func (c *Conn) SendFD(fd int) error {
 	if err := c.Flush(); err != nil {
 		return err
 	}
+	var end time.Time
 	if c.timeout > 0 {
-		c.uc.SetWriteDeadline(time.Now().Add(c.timeout))
+		end = time.Now().Add(c.timeout)
+		c.armWrite(end)
 	}
-	_, _, err := c.uc.WriteMsgUnix([]byte{0}, unix.UnixRights(fd), nil)
+	if c.rights == nil {
+		c.sendByte = []byte{0}
+		c.rights = unix.UnixRights(0)
+	}
+	// unix.UnixRights allocates; patch the descriptor into our copy.
+	binary.NativeEndian.PutUint32(c.rights[unix.CmsgLen(0):], uint32(int32(fd)))
+	n, _, err := c.uc.WriteMsgUnix(c.sendByte, c.rights, nil)
+	for n <= 0 && err != nil && c.retryWrite(err, end) {
+		n, _, err = c.uc.WriteMsgUnix(c.sendByte, c.rights, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("send file descriptor: %w", err)
 	}
@@ -312,10 +419,17 @@ func (c *Conn) Flush() error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
+	var end time.Time
 	if c.timeout > 0 {
-		c.uc.SetWriteDeadline(time.Now().Add(c.timeout))
+		end = time.Now().Add(c.timeout)
+		c.armWrite(end)
 	}
-	_, err := c.uc.Write(c.wbuf)
+	n, err := c.uc.Write(c.wbuf)
+	for err != nil && n < len(c.wbuf) && c.retryWrite(err, end) {
+		var m int
+		m, err = c.uc.Write(c.wbuf[n:])
+		n += m
+	}
 	c.wbuf = c.wbuf[:0]
 	return err
 }

@@ -51,17 +51,25 @@ type Request struct {
 	Prop string
 	// EndpLabel is save_dest's endpoint label.
 	EndpLabel string
+	// LabelView is the label of a find_endp or find_dest request, instead
+	// of Label, when the ServerConn was told so (SetLabelViews): the bytes
+	// are not copied, and they are valid only until the next read from
+	// the connection (ReadRequest, ReadDummy, RecvFD, WaitInput). Look it
+	// up and let go of it before then; string(LabelView) makes a copy to
+	// keep.
+	LabelView []byte
 	// Warnings are what Postfix's scache(8) would log while reading this
 	// request, in order. They name attributes, never labels or properties.
 	Warnings []string
 }
 
 var (
-	wantSaveEndp = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}}
-	wantLabel    = []attrWant{{AttrLabel, false, false}}
-	wantSaveDest = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}, {AttrLabel, false, false}}
-	wantRequest  = []attrWant{{AttrRequest, false, true}}
-	wantDummy    = []attrWant{{AttrDummy, false, false}}
+	wantSaveEndp  = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}}
+	wantLabel     = []attrWant{{AttrLabel, false, false}}
+	wantLabelView = []attrWant{{AttrLabel, false, true}}
+	wantSaveDest  = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}, {AttrLabel, false, false}}
+	wantRequest   = []attrWant{{AttrRequest, false, true}}
+	wantDummy     = []attrWant{{AttrDummy, false, false}}
 )
 
 // ServerConn is the server end of one client connection.
@@ -71,7 +79,13 @@ type ServerConn struct {
 	limit     int
 	skipValue bool // the rest of a malformed request is to be skipped,
 	skip      bool // starting with a value if skipValue
+	views     bool // find labels go to Request.LabelView
 }
+
+// SetLabelViews says whether ReadRequest returns the label of find_endp
+// and find_dest requests as Request.LabelView, a view into the read buffer
+// that costs no allocation, instead of copying it into Request.Label.
+func (s *ServerConn) SetLabelViews(on bool) { s.views = on }
 
 // NewServerConn wraps uc for a server. limit caps the bytes of one request
 // (all its strings and terminators). The ServerConn owns uc.
@@ -120,11 +134,11 @@ func (s *ServerConn) ReadRequest() (Request, error) {
 	case ReqSaveEndp:
 		req.Type, wants = SaveEndp, wantSaveEndp
 	case ReqFindEndp:
-		req.Type, wants = FindEndp, wantLabel
+		req.Type, wants = FindEndp, s.wantLabel()
 	case ReqSaveDest:
 		req.Type, wants = SaveDest, wantSaveDest
 	case ReqFindDest:
-		req.Type, wants = FindDest, wantLabel
+		req.Type, wants = FindDest, s.wantLabel()
 	default:
 		req.Type = UnknownRequest
 		s.sc.warnf("unrecognized request: \"%s\", ignored", printable(name))
@@ -143,17 +157,30 @@ func (s *ServerConn) ReadRequest() (Request, error) {
 		req.TTL, req.Label, req.Prop = s.sc.nums[0], s.sc.strs[1], s.sc.strs[2]
 		req.Valid = req.Valid && req.TTL > 0
 	case FindEndp, FindDest:
-		req.Label = s.sc.strs[0]
+		if s.views {
+			// A view: the scanner keeps it valid (in its own copy if the
+			// buffer had to move) until the next read.
+			req.LabelView = s.sc.view
+		} else {
+			req.Label = s.sc.strs[0]
+		}
 	case SaveDest:
 		req.TTL, req.Label, req.Prop = s.sc.nums[0], s.sc.strs[1], s.sc.strs[2]
 		req.EndpLabel = s.sc.strs[3]
 		req.Valid = req.Valid && req.TTL > 0
 	}
 	if !req.Valid {
-		req.TTL, req.Label, req.Prop, req.EndpLabel = 0, "", "", ""
+		req.TTL, req.Label, req.Prop, req.EndpLabel, req.LabelView = 0, "", "", "", nil
 	}
 	req.Warnings = s.sc.warnings
 	return req, nil
+}
+
+func (s *ServerConn) wantLabel() []attrWant {
+	if s.views {
+		return wantLabelView
+	}
+	return wantLabel
 }
 
 func (s *ServerConn) fail(req Request, err error) (Request, error) {

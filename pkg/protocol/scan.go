@@ -33,8 +33,12 @@ type scanner struct {
 	budget   int       // bytes left for the current request
 	warnings []string  // what Postfix would log, in order
 	strs     [4]string // copies: later reads may move the buffer
-	view     []byte
 	nums     [4]int
+	// view is the value of the attribute wanted as a view: a slice of the
+	// read buffer or, once a read might have moved the buffer, of own.
+	view    []byte
+	own     []byte
+	viewBuf bool // view is a slice of the read buffer
 }
 
 func (s *scanner) warnf(format string, args ...any) {
@@ -43,7 +47,15 @@ func (s *scanner) warnf(format string, args ...any) {
 
 // next reads one string and charges it, with its NUL, to the request
 // budget: a request of exactly the budget passes, one byte more does not.
+//
+// A view taken earlier in the scan is copied to s.own first if the read
+// may move or overwrite the buffer (the next string has not arrived in
+// full), so that it stays valid until the next scan.
 func (s *scanner) next() ([]byte, error) {
+	if s.viewBuf && !s.c.stringBuffered() {
+		s.own = append(s.own[:0], s.view...)
+		s.view, s.viewBuf = s.own, false
+	}
 	b, err := s.c.readString(s.budget - 1)
 	if err != nil {
 		return nil, err
@@ -63,6 +75,10 @@ func (s *scanner) next() ([]byte, error) {
 // size limit); the scan result then is meaningless.
 func (s *scanner) scan(wants []attrWant, more bool) (scanResult, error) {
 	var res scanResult
+	s.view, s.viewBuf = nil, false
+	if cap(s.own) > minReadBuf {
+		s.own = nil // give back a large label's memory
+	}
 	for i := 0; ; i++ {
 		end := i == len(wants)
 		if end && more {
@@ -101,7 +117,7 @@ func (s *scanner) scan(wants []attrWant, more bool) (scanResult, error) {
 			}
 			s.nums[i] = v
 		} else if wants[i].view {
-			s.view = value
+			s.view, s.viewBuf = value, true
 		} else {
 			s.strs[i] = string(value)
 		}

@@ -22,6 +22,9 @@ func (s *Server) serveClient(uc *net.UnixConn) {
 	}
 	pc := protocol.NewServerConn(protocol.NewConn(uc, s.cfg.IPCTimeout), streamName, s.cfg.RequestSizeLimit)
 	defer pc.Close()
+	// Find labels are looked up in place; handle uses them before it
+	// reads from the connection again.
+	pc.SetLabelViews(true)
 	if !s.greet(pc) {
 		return
 	}
@@ -124,9 +127,9 @@ func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request) bool {
 		}
 		return true
 	case protocol.FindEndp:
-		prop, fd, ok := s.cache.FindEndp(req.Label)
+		prop, fd, ok := s.cache.FindEndpBytes(req.LabelView)
 		if s.cfg.Verbose {
-			s.cfg.Log.Debugf("find_endp %q: found=%t", req.Label, ok)
+			s.cfg.Log.Debugf("find_endp %q: found=%t", req.LabelView, ok)
 		}
 		if !ok {
 			s.endpMisses.Add(1)
@@ -137,9 +140,9 @@ func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request) bool {
 		pc.WriteFound(prop)
 		return s.handOut(pc, req.Type, fd)
 	case protocol.FindDest:
-		destProp, endpProp, fd, ok := s.cache.FindDest(req.Label)
+		destProp, endpProp, fd, ok := s.cache.FindDestBytes(req.LabelView)
 		if s.cfg.Verbose {
-			s.cfg.Log.Debugf("find_dest %q: found=%t", req.Label, ok)
+			s.cfg.Log.Debugf("find_dest %q: found=%t", req.LabelView, ok)
 		}
 		if !ok {
 			s.destMisses.Add(1)

@@ -365,9 +365,13 @@ func (s *Server) evicted(fd int, why cache.Eviction) {
 }
 
 // samplePeaks updates the maxima after a successful save, as scache.c does
-// with scache_size().
+// with scache_size(). It reads the cache's published counts (Counts), not
+// Sizes: during a mass expiry Sizes would make this request expire every
+// due entry of every shard first. Entries that died but are not yet
+// removed may be counted; they were alive moments before, so a peak is
+// hardly ever larger for them.
 func (s *Server) samplePeaks(t protocol.RequestType) {
-	sz := s.cache.Sizes()
+	sz := s.cache.Counts()
 	if t == protocol.SaveDest {
 		atomicMax(&s.peakDests, int64(sz.Dests))
 	} else {
