@@ -380,8 +380,10 @@ func TestTTLClampAndExpiry(t *testing.T) {
 	if n, err := unix.Read(p.far, buf); n != 0 || err != nil {
 		t.Fatalf("not closed on expiry: %d %v", n, err)
 	}
-	if d := time.Since(start); d < 900*time.Millisecond || d > 1500*time.Millisecond {
-		t.Errorf("expired after %v, want about 1s", d)
+	// Not before the clamped ttl; how soon after is not a unit test's
+	// business (a loaded CI machine saw 1.6 s; the read above waits 5 s).
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("expired after %v, before the 1s limit", d)
 	}
 	if st, _, _, _, _ := cl.FindDest("D"); st != protocol.StatusFail {
 		t.Error("expired binding found")
