@@ -69,24 +69,32 @@
 //
 // There is no timer and no goroutine per entry, and nothing ever scans the
 // whole cache. Each shard keeps the deadlines of its entries in an intrusive
-// binary min-heap (an entry knows its heap index, so hand-out and refresh are
+// 4-ary min-heap (an entry knows its heap index, so hand-out and refresh are
 // O(log n)); sessions and bindings sit in intrusive doubly linked lists, so
 // an entry is unlinked from the middle of its list in O(1).
 //
 // Like Postfix's event loop, which delivers due timers before any I/O
 // (util/events.c:event_loop()), a method that locks a shard first removes
-// that shard's due entries. Bindings are simply freed; the
-// descriptors of the sessions are kept in the shard's pending list until
-// the next Expire or Drain returns them. So a request never meets a dead
-// entry, and Expire costs O(shards + expired entries). [Cache.NextDeadline]
-// reports a time <= now while such descriptors wait, so that a maintenance
-// loop sleeping until NextDeadline wakes up to collect them.
+// that shard's due entries, up to a batch of them (128). Bindings are
+// simply freed; the descriptors of the sessions are kept in the shard's
+// pending list until the next Expire or Drain returns them. When more
+// entries fall due together than a batch (a mass expiry: 100,000 sessions
+// saved with the same ttl), the rest are removed by the next locks, a batch
+// each, and by Expire, which releases the shard's lock between batches, so
+// that no request waits for more than a batch. Until then a dead entry may
+// still sit in a list: the operations that walk a list remove the dead
+// entries they meet first, so a dead entry is never handed out, refreshed,
+// counted by Sizes or counted against a limit. Expire costs O(shards +
+// expired entries). [Cache.NextDeadline] reports a time <= now while due
+// entries or such descriptors wait, so that a maintenance loop sleeping
+// until NextDeadline wakes up to collect them.
 //
-// Sizes and NextDeadline read per-shard figures published atomically at
-// each unlock, so they take no lock unless a shard has due entries (Sizes
-// then removes them first). Under concurrent use they are a sum of recent
-// per-shard values, not an atomic snapshot; when the cache is quiescent they
-// are exact.
+// NextDeadline and [Cache.Counts] read per-shard figures published
+// atomically at each unlock and take no lock; Sizes does the same after
+// removing the due entries (a batch per lock), so it costs O(shards) plus
+// the due entries. Under concurrent use they are a sum of recent per-shard
+// values, not an atomic snapshot; when the cache is quiescent Sizes is
+// exact, and so is Counts once Expire has run.
 //
 // # Memory
 //

@@ -71,21 +71,6 @@ func (*ssLog) Infof(string, ...any)     {}
 func (l *ssLog) Warnf(string, ...any)   { l.warnings.Add(1) }
 func (*ssLog) Statistics(journal.Stats) {}
 
-// ssVmKiB returns a field (VmRSS, VmHWM) of /proc/self/status in KiB.
-func ssVmKiB(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, field+":"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return -1
-}
-
 func ssQuantile(d []time.Duration, q float64) time.Duration {
 	if len(d) == 0 {
 		return 0
@@ -230,7 +215,7 @@ func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	baseRSS := ssVmKiB("VmRSS")
+	baseRSS := procStatus("VmRSS")
 	cl := clients[0].cl
 	for i := range n {
 		if i%step == 0 && len(realIdx) < real {
@@ -273,7 +258,7 @@ func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
-			maxRSS.Store(max(maxRSS.Load(), ssVmKiB("VmRSS")))
+			maxRSS.Store(max(maxRSS.Load(), procStatus("VmRSS")))
 			select {
 			case <-stopRSS:
 				return

@@ -108,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 // Either way it then logs the statistics, closes every cached descriptor
 // and returns nil.
 func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
+	reserveDescriptors(ln)
 	s.statsStart = s.now()
 	maintCtx, stopMaint := context.WithCancel(context.Background())
 	maintDone := make(chan struct{})
@@ -161,6 +162,40 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	s.dumpStatistics()
 	closeFDs(s.cache.Drain(nil))
 	return acceptErr
+}
+
+// maxReservedDescriptors caps the descriptor table that Serve reserves.
+const maxReservedDescriptors = 1 << 20
+
+// reserveDescriptors grows the process's descriptor table to hold
+// RLIMIT_NOFILE descriptors (at most maxReservedDescriptors), before any
+// client is served. Linux grows the table when a new descriptor does not
+// fit, doubling it, and in a threaded process waits for an RCU grace period
+// meanwhile (fs/file.c:expand_fdtable()), during which every thread that
+// makes a descriptor waits: accept, a save_endp's SCM_RIGHTS, a hand-out's
+// recvmsg in the client. That was the longest stall of the scale benchmark
+// (12-20 ms when the sessions crossed 8192 descriptors, during their mass
+// expiry as much as otherwise). Reserved at start, the wait happens once,
+// before the first client, for 8 bytes of kernel memory per descriptor
+// (512 KiB under scached.service's LimitNOFILE=65536); the table never
+// shrinks anyway. It duplicates ln's descriptor to the highest number
+// allowed with F_DUPFD (which never replaces an open descriptor) and closes
+// the copy; on any error it leaves the table as it is.
+func reserveDescriptors(ln *net.UnixListener) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur < 2 {
+		return
+	}
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		return
+	}
+	top := int(min(rl.Cur, maxReservedDescriptors) - 1)
+	raw.Control(func(fd uintptr) {
+		if nfd, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, top); err == nil {
+			unix.Close(nfd)
+		}
+	})
 }
 
 // shutdownGrace is how long a client being served when the server is

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -212,4 +213,38 @@ func save(t *testing.T, cl *protocol.Client, ttl int, label, prop string, p pair
 	if err != nil || st != protocol.StatusOK {
 		t.Fatalf("save_endp: %d %v", st, err)
 	}
+}
+
+// Serve reserves the descriptor table for RLIMIT_NOFILE descriptors up
+// front (/proc/self/status FDSize), so that no request waits while Linux
+// grows it.
+func TestDescriptorTableReserved(t *testing.T) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, nil)
+	ts.dial(t).Close()
+	if size, want := procStatus("FDSize"), int64(min(rl.Cur, maxReservedDescriptors)); size < want {
+		t.Errorf("descriptor table holds %d, want at least RLIMIT_NOFILE %d", size, want)
+	}
+}
+
+// procStatus returns a field of /proc/self/status (VmRSS in KiB, FDSize),
+// or -1.
+func procStatus(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
