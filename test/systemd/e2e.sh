@@ -240,7 +240,12 @@ done
 	die "the container did not start (boot log above)"
 }
 CT=/proc/$LEADER/root
-state=$(in_ct systemctl is-system-running --wait 2>&1)
+# PID 1 may not listen on its private bus yet: ask again until it answers.
+for _ in $(seq 100); do
+	state=$(in_ct systemctl is-system-running --wait 2>&1)
+	[[ $state == *"Failed to connect to bus"* ]] || break
+	sleep 0.1
+done
 BOOT_SECONDS=$(elapsed "$tboot")
 if [[ $state == running ]]; then
 	pass "booted to 'running' in ${BOOT_SECONDS}s, 0 failed units (container PID 1 is host PID $LEADER)"
