@@ -98,8 +98,8 @@ type Conn struct {
 
 	wbuf []byte
 
-	// The deadlines last set on uc (zero: none). See armRead.
-	readDL, writeDL time.Time
+	// uc's read and write deadlines, moved lazily. See lazyDeadline.
+	readDL, writeDL lazyDeadline
 
 	// sendmsg()'s data byte and control message for SendFD, reused.
 	sendByte []byte
@@ -114,6 +114,8 @@ func NewConn(uc *net.UnixConn, timeout time.Duration) *Conn {
 		timeout: timeout,
 		rbuf:    make([]byte, minReadBuf),
 		oob:     make([]byte, unix.CmsgSpace(4*maxRecvFDs)),
+		readDL:  lazyDeadline{set: uc.SetReadDeadline},
+		writeDL: lazyDeadline{set: uc.SetWriteDeadline},
 	}
 }
 
@@ -182,17 +184,9 @@ func (c *Conn) fill(limit int) error {
 			c.rbuf = nb
 		}
 	}
-	var end time.Time
-	if c.timeout > 0 {
-		end = time.Now().Add(c.timeout)
-		c.armRead(end)
-	}
+	end := c.readDL.arm(c.timeout)
 	n, oobn, flags, _, err := c.uc.ReadMsgUnix(c.rbuf[c.w:], c.oob)
-	for n <= 0 && c.timeout > 0 && c.readDL.Before(end) && errors.Is(err, os.ErrDeadlineExceeded) {
-		// The deadline was left a little early (armRead); this read
-		// still has until end.
-		c.readDL = end
-		c.uc.SetReadDeadline(end)
+	for n <= 0 && c.readDL.retry(err, end) {
 		n, oobn, flags, _, err = c.uc.ReadMsgUnix(c.rbuf[c.w:], c.oob)
 	}
 	if n < 0 { // a failed recvmsg (a timeout, for one) reports -1
@@ -221,31 +215,37 @@ func (c *Conn) fill(limit int) error {
 // earlier.
 const deadlineSlack = 8
 
-// armRead makes the read deadline end, or at most timeout/deadlineSlack
-// earlier than end.
-func (c *Conn) armRead(end time.Time) {
-	if d := end.Sub(c.readDL); c.readDL.IsZero() || d < 0 || d > c.timeout/deadlineSlack {
-		c.readDL = end
-		c.uc.SetReadDeadline(end)
-	}
+// lazyDeadline is one of uc's deadlines (read or write), moved only when
+// it would move by more than timeout/deadlineSlack.
+type lazyDeadline struct {
+	set func(time.Time) error // uc.SetReadDeadline or uc.SetWriteDeadline
+	at  time.Time             // the deadline last set (zero: none)
 }
 
-// armWrite is armRead for writes.
-func (c *Conn) armWrite(end time.Time) {
-	if d := end.Sub(c.writeDL); c.writeDL.IsZero() || d < 0 || d > c.timeout/deadlineSlack {
-		c.writeDL = end
-		c.uc.SetWriteDeadline(end)
+// arm starts a read or write that must end within timeout (zero: no
+// limit): it returns the exact end (zero with no limit) and leaves the
+// deadline at end or at most timeout/deadlineSlack earlier.
+func (d *lazyDeadline) arm(timeout time.Duration) time.Time {
+	if timeout <= 0 {
+		return time.Time{}
 	}
+	end := time.Now().Add(timeout)
+	if diff := end.Sub(d.at); d.at.IsZero() || diff < 0 || diff > timeout/deadlineSlack {
+		d.at = end
+		d.set(end)
+	}
+	return end
 }
 
-// retryWrite reports whether a write that failed with err hit a deadline
-// that armWrite left early, and if so sets the exact one, end.
-func (c *Conn) retryWrite(err error, end time.Time) bool {
-	if c.timeout <= 0 || !c.writeDL.Before(end) || !errors.Is(err, os.ErrDeadlineExceeded) {
+// retry reports whether a read or write that failed with err hit a
+// deadline that arm left early, and if so sets the exact one, end, so
+// that the call can be made again.
+func (d *lazyDeadline) retry(err error, end time.Time) bool {
+	if end.IsZero() || !d.at.Before(end) || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false
 	}
-	c.writeDL = end
-	c.uc.SetWriteDeadline(end)
+	d.at = end
+	d.set(end)
 	return true
 }
 
@@ -393,11 +393,7 @@ func (c *Conn) SendFD(fd int) error {
 	if err := c.Flush(); err != nil {
 		return err
 	}
-	var end time.Time
-	if c.timeout > 0 {
-		end = time.Now().Add(c.timeout)
-		c.armWrite(end)
-	}
+	end := c.writeDL.arm(c.timeout)
 	if c.rights == nil {
 		c.sendByte = []byte{0}
 		c.rights = unix.UnixRights(0)
@@ -405,7 +401,7 @@ func (c *Conn) SendFD(fd int) error {
 	// unix.UnixRights allocates; patch the descriptor into our copy.
 	binary.NativeEndian.PutUint32(c.rights[unix.CmsgLen(0):], uint32(int32(fd)))
 	n, _, err := c.uc.WriteMsgUnix(c.sendByte, c.rights, nil)
-	for n <= 0 && err != nil && c.retryWrite(err, end) {
+	for n <= 0 && err != nil && c.writeDL.retry(err, end) {
 		n, _, err = c.uc.WriteMsgUnix(c.sendByte, c.rights, nil)
 	}
 	if err != nil {
@@ -419,13 +415,9 @@ func (c *Conn) Flush() error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
-	var end time.Time
-	if c.timeout > 0 {
-		end = time.Now().Add(c.timeout)
-		c.armWrite(end)
-	}
+	end := c.writeDL.arm(c.timeout)
 	n, err := c.uc.Write(c.wbuf)
-	for err != nil && n < len(c.wbuf) && c.retryWrite(err, end) {
+	for err != nil && n < len(c.wbuf) && c.writeDL.retry(err, end) {
 		var m int
 		m, err = c.uc.Write(c.wbuf[n:])
 		n += m
