@@ -24,7 +24,7 @@ import (
 //
 //	go test -run '^$' -bench 'Scale/sessions=100000$' -benchtime 200000x ./pkg/cache
 //
-// See docs/benchmarks.md, "Scale: 1k to 100k sessions".
+// See docs/scale.md.
 
 var scaleSizes = []int{1000, 10000, 100000}
 

@@ -28,6 +28,21 @@ func BenchmarkExchange(b *testing.B) {
 		b.Cleanup(func() { unix.Close(r); unix.Close(w) })
 		return sc, NewConn(c, 0), w
 	}
+	// sendRequest and sendDummy write at the client and read at the server.
+	sendRequest := func(b *testing.B, sc *ServerConn, cl *Conn, req []byte) {
+		cl.writeRaw(req)
+		cl.Flush()
+		if _, err := sc.ReadRequest(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sendDummy := func(b *testing.B, sc *ServerConn, cl *Conn, dummy []byte) {
+		cl.writeRaw(dummy)
+		cl.Flush()
+		if ok, _, err := sc.ReadDummy(); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
 	reply := func(b *testing.B, cl *Conn, n int) {
 		for range n {
 			if _, err := cl.readString(1 << 20); err != nil {
@@ -40,11 +55,7 @@ func BenchmarkExchange(b *testing.B) {
 		req := request("request", "find_dest", "label", destLabel)
 		b.ReportAllocs()
 		for b.Loop() {
-			cl.writeRaw(req)
-			cl.Flush()
-			if _, err := sc.ReadRequest(); err != nil {
-				b.Fatal(err)
-			}
+			sendRequest(b, sc, cl, req)
 			sc.WriteStatus(FindDest, StatusFail)
 			sc.Flush()
 			reply(b, cl, 7)
@@ -55,11 +66,7 @@ func BenchmarkExchange(b *testing.B) {
 		req := request("request", "save_endp", "ttl", "2", "label", endpLabel, "property", endpProp)
 		b.ReportAllocs()
 		for b.Loop() {
-			cl.writeRaw(req)
-			cl.Flush()
-			if _, err := sc.ReadRequest(); err != nil {
-				b.Fatal(err)
-			}
+			sendRequest(b, sc, cl, req)
 			sc.WriteDummy()
 			sc.Flush()
 			reply(b, cl, 3)
@@ -80,19 +87,11 @@ func BenchmarkExchange(b *testing.B) {
 		dummy := request("dummy", "")
 		b.ReportAllocs()
 		for b.Loop() {
-			cl.writeRaw(req)
-			cl.Flush()
-			if _, err := sc.ReadRequest(); err != nil {
-				b.Fatal(err)
-			}
+			sendRequest(b, sc, cl, req)
 			sc.WriteFound(destProp, endpProp)
 			sc.Flush()
 			reply(b, cl, 7)
-			cl.writeRaw(dummy)
-			cl.Flush()
-			if ok, _, err := sc.ReadDummy(); !ok || err != nil {
-				b.Fatal(err)
-			}
+			sendDummy(b, sc, cl, dummy)
 			if err := sc.SendFD(fd); err != nil {
 				b.Fatal(err)
 			}
@@ -101,11 +100,7 @@ func BenchmarkExchange(b *testing.B) {
 				b.Fatal(err)
 			}
 			unix.Close(got)
-			cl.writeRaw(dummy)
-			cl.Flush()
-			if ok, _, err := sc.ReadDummy(); !ok || err != nil {
-				b.Fatal(err)
-			}
+			sendDummy(b, sc, cl, dummy)
 		}
 	})
 }

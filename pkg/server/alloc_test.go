@@ -160,21 +160,19 @@ func (c *rawClient) doSaveDest() {
 	c.expect(c.statusOK)
 }
 
-func (c *rawClient) doFindEndpHit() {
-	c.send(c.findEndp)
-	c.expect(c.endpHit)
+// findHit: the request, the found reply, a dummy, the descriptor, and the
+// client's last dummy.
+func (c *rawClient) findHit(req, found []byte) {
+	c.send(req)
+	c.expect(found)
 	c.send(c.dummy)
 	c.recvFD()
 	c.send(c.dummy)
 }
 
-func (c *rawClient) doFindDestHit() {
-	c.send(c.findDest)
-	c.expect(c.destHit)
-	c.send(c.dummy)
-	c.recvFD()
-	c.send(c.dummy)
-}
+func (c *rawClient) doFindEndpHit() { c.findHit(c.findEndp, c.endpHit) }
+
+func (c *rawClient) doFindDestHit() { c.findHit(c.findDest, c.destHit) }
 
 func (c *rawClient) doFindEndpMiss() {
 	c.send(c.findEndpMiss)
