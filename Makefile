@@ -45,8 +45,11 @@ vet:
 staticcheck:
 	$(GO) tool staticcheck ./...
 
+# The cache once more without -race: race builds take the cache's memory
+# from the Go heap, other builds from mmap(2) (pkg/cache/mem.go).
 unit:
 	$(GO) test -race -count=1 ./pkg/... ./cmd/...
+	$(GO) test -count=1 ./pkg/cache ./pkg/server
 
 # A short run of every fuzz target (make fuzz FUZZTIME=10m for a long one).
 # By default a count of executions (about 5 s each here), not a duration:

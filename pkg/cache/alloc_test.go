@@ -27,20 +27,23 @@ func TestSteadyStateAllocs(t *testing.T) {
 		c, clk := newTestCache(shards)
 		endps := labels("smtp\n192.0.2.%d\n25\n0\n", 64)
 		dests := labels("smtp\n[dest%d.example]:25\n", 64)
+		endpBytes, destBytes := byteLabels(endps), byteLabels(dests)
 		expired := make([]int, 0, 1024)
+		var f Found
 		i := 0
 		cycle := func() {
 			e, d := endps[i%len(endps)], dests[i%len(dests)]
+			eb, db := endpBytes[i%len(endps)], destBytes[i%len(dests)]
 			i++
 			c.SaveEndp(10*time.Millisecond, e, "tls_level=0\n", i)
 			c.SaveDest(10*time.Millisecond, d, "destination=x\n", e) // a new binding (the old one expired)
 			c.SaveDest(10*time.Millisecond, d, "destination=x\n", e) // a refresh
-			if _, _, fd, ok := c.FindDest(d); !ok || fd != i {
-				t.Fatalf("FindDest(%q) = %d, %t", d, fd, ok)
+			if !c.FindDestInto(&f, db) || f.FD != i {
+				t.Fatalf("FindDestInto(%q) = %d", d, f.FD)
 			}
 			c.SaveEndp(10*time.Millisecond, e, "tls_level=1\n", -i)
-			if _, fd, ok := c.FindEndp(e); !ok || fd != -i {
-				t.Fatalf("FindEndp(%q) = %d, %t", e, fd, ok)
+			if !c.FindEndpInto(&f, eb) || f.FD != -i {
+				t.Fatalf("FindEndpInto(%q) = %d", e, f.FD)
 			}
 			c.SaveEndp(time.Millisecond, e, "expires", i) // left to Expire
 			clk.Advance(time.Millisecond)
@@ -58,13 +61,24 @@ func TestSteadyStateAllocs(t *testing.T) {
 	}
 }
 
+// byteLabels returns the labels as byte slices, as the server's read
+// buffer holds them.
+func byteLabels(l []string) [][]byte {
+	b := make([][]byte, len(l))
+	for i := range l {
+		b[i] = []byte(l[i])
+	}
+	return b
+}
+
 func shardCounts() []int { return []int{1, DefaultShards} }
 
-// BenchmarkSaveFindEndpParallel measures a SaveEndp+FindEndp pair per op on
-// the real clock, the goroutines cycling through 1024 endpoint labels from
+// BenchmarkSaveFindEndpParallel measures a SaveEndp+FindEndpInto pair per
+// op on the real clock, the goroutines cycling through 1024 endpoint labels from
 // different starting points.
 func BenchmarkSaveFindEndpParallel(b *testing.B) {
 	endps := labels("smtp\n192.0.2.%d\n25\n0\n", 1024)
+	endpBytes := byteLabels(endps)
 	for _, shards := range shardCounts() {
 		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
 			c := New(Config{Shards: shards})
@@ -72,22 +86,24 @@ func BenchmarkSaveFindEndpParallel(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(id.Add(1)) * 97
+				var f Found
 				for pb.Next() {
-					e := endps[i%len(endps)]
+					n := i % len(endps)
 					i++
-					c.SaveEndp(2*time.Second, e, "tls_level=0\n", i)
-					c.FindEndp(e)
+					c.SaveEndp(2*time.Second, endps[n], "tls_level=0\n", i)
+					c.FindEndpInto(&f, endpBytes[n])
 				}
 			})
 		})
 	}
 }
 
-// BenchmarkFindDestParallel measures SaveEndp+FindDest per op, where each
+// BenchmarkFindDestParallel measures SaveEndp+FindDestInto per op, where each
 // destination is bound to two endpoints and only the second has sessions.
 func BenchmarkFindDestParallel(b *testing.B) {
 	endps := labels("smtp\n192.0.2.%d\n25\n0\n", 2048)
 	dests := labels("smtp\n[dest%d.example]:25\n", 1024)
+	destBytes := byteLabels(dests)
 	for _, shards := range shardCounts() {
 		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
 			c := New(Config{Shards: shards})
@@ -99,11 +115,12 @@ func BenchmarkFindDestParallel(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(id.Add(1)) * 97
+				var f Found
 				for pb.Next() {
 					n := i % len(dests)
 					i++
 					c.SaveEndp(2*time.Second, endps[2*n+1], "tls_level=0\n", i)
-					c.FindDest(dests[n])
+					c.FindDestInto(&f, destBytes[n])
 				}
 			})
 		})

@@ -2,9 +2,11 @@ package cache
 
 import (
 	"hash/maphash"
+	"math"
 	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // DefaultShards is the number of shards when Config.Shards is 0.
@@ -101,16 +103,17 @@ func (c *Cache) clock() int64 {
 	return int64(c.now().Sub(c.base))
 }
 
-// shardFor returns the shard that holds label.
-func (c *Cache) shardFor(label string) *shard {
-	return &c.shards[maphash.String(c.seed, label)&c.mask]
+// shardOf returns the shard that holds label and the label's hash in
+// that shard's tables: the low bits of one 64-bit hash pick the shard, the
+// high 32 bits are the table's.
+func (c *Cache) shardOf(label string) (*shard, uint32) {
+	h := maphash.String(c.seed, label)
+	return &c.shards[h&c.mask], uint32(h >> 32)
 }
 
-// shardForBytes returns the shard that holds label, given as bytes
-// (maphash.Bytes and maphash.String agree on equal contents).
-func (c *Cache) shardForBytes(label []byte) *shard {
-	return &c.shards[maphash.Bytes(c.seed, label)&c.mask]
-}
+// bytesString returns b as a string without copying it, for a lookup that
+// reads it only during the call.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // deadline returns now+ttl, saturating instead of overflowing. It panics
 // if ttl <= 0: the caller rejects or clamps TTLs before they get here.
@@ -135,13 +138,17 @@ func deadline(now int64, ttl time.Duration) int64 {
 // oldest (EndpointLimit) or the one saved longest ago in the whole cache
 // (SessionLimit); with a limit of 1 that can be the session just saved.
 // The evicted descriptor is returned and the caller owns it; otherwise
-// evicted is -1.
+// evicted is -1. The cache keeps copies of label and prop. fd must fit in
+// 32 bits, as descriptor numbers do; otherwise SaveEndp panics.
 func (c *Cache) SaveEndp(ttl time.Duration, label, prop string, fd int) (evicted int, why Eviction) {
+	if fd < math.MinInt32 || fd > math.MaxInt32 {
+		panic("cache: descriptor out of range")
+	}
 	now := c.clock()
 	d := deadline(now, ttl)
-	s := c.shardFor(label)
+	s, h := c.shardOf(label)
 	s.lock(now)
-	evicted = s.saveEndpLocked(now, d, label, prop, fd, c.limits.MaxEndpSessions)
+	evicted = s.saveEndpLocked(now, d, h, label, prop, fd, c.limits.MaxEndpSessions)
 	s.unlock()
 	if evicted >= 0 {
 		return evicted, EndpointLimit
@@ -181,12 +188,12 @@ func (c *Cache) evictOldest(now int64) int {
 		// (up to a batch) rather than evict a live one in their place.
 		for range s.batch {
 			e := s.sessFirst
-			if e == nil || s.heap[e.index].deadline > now {
+			if e == 0 || s.deadline(e) > now {
 				break
 			}
 			s.expireEntryLocked(e)
 		}
-		if s.sessFirst != nil && c.total.Load() > int64(c.limits.MaxSessions) {
+		if s.sessFirst != 0 && c.total.Load() > int64(c.limits.MaxSessions) {
 			fd = s.evictLocked(s.sessFirst)
 		}
 		s.unlock()
@@ -197,29 +204,53 @@ func (c *Cache) evictOldest(now int64) int {
 	return -1
 }
 
+// Found receives what FindEndpInto and FindDestInto hand out. The
+// properties are copies in a buffer of Found's own, valid until the next
+// find with the same Found; a goroutine that keeps one Found for all its
+// finds makes them allocate nothing once the buffer has grown to the
+// largest properties. The zero Found is ready to use.
+type Found struct {
+	DestProp []byte // FindDestInto: the binding's destination property
+	EndpProp []byte // the session's endpoint property
+	FD       int    // the session's descriptor, which the caller owns; -1 on a miss
+
+	buf      []byte
+	bindings []binding
+}
+
+func (f *Found) miss() bool {
+	f.DestProp, f.EndpProp, f.FD = nil, nil, -1
+	return false
+}
+
 // FindEndp removes and returns the oldest live session of the endpoint
 // label: its property and descriptor (scache_multi.c:scache_multi_find_endp()).
 // The caller owns fd and must close it. On a miss ok is false, prop is ""
 // and fd is -1.
 func (c *Cache) FindEndp(label string) (prop string, fd int, ok bool) {
-	now := c.clock()
-	s := c.shardFor(label)
-	s.lock(now)
-	prop, fd, ok = s.findEndpLocked(s.endps[label], now)
-	s.unlock()
-	return prop, fd, ok
+	var f Found
+	ok = c.findEndp(&f, label)
+	return string(f.EndpProp), f.FD, ok
 }
 
-// FindEndpBytes is FindEndp with the label as bytes, which it only reads
-// during the call (a view into a read buffer will do): the lookup copies
-// nothing.
-func (c *Cache) FindEndpBytes(label []byte) (prop string, fd int, ok bool) {
+// FindEndpInto is FindEndp with the label as bytes, which it only reads
+// during the call (a view into a read buffer will do), and the result in
+// f: EndpProp and FD.
+func (c *Cache) FindEndpInto(f *Found, label []byte) bool {
+	return c.findEndp(f, bytesString(label))
+}
+
+func (c *Cache) findEndp(f *Found, label string) (ok bool) {
 	now := c.clock()
-	s := c.shardForBytes(label)
+	s, h := c.shardOf(label)
 	s.lock(now)
-	prop, fd, ok = s.findEndpLocked(s.endps[string(label)], now)
+	f.buf, f.FD, ok = s.findEndpLocked(s.findListLocked(&s.endps, h, label), now, f.buf[:0])
 	s.unlock()
-	return prop, fd, ok
+	if !ok {
+		return f.miss()
+	}
+	f.DestProp, f.EndpProp = nil, f.buf
+	return true
 }
 
 // SaveDest binds the destination label to the endpoint label endpLabel
@@ -234,19 +265,15 @@ func (c *Cache) FindEndpBytes(label []byte) (prop string, fd int, ok bool) {
 func (c *Cache) SaveDest(ttl time.Duration, label, prop, endpLabel string) Eviction {
 	now := c.clock()
 	d := deadline(now, ttl)
-	s := c.shardFor(label)
+	s, h := c.shardOf(label)
 	s.lock(now)
-	evicted := s.saveDestLocked(now, d, label, prop, endpLabel, c.limits.MaxDestBindings)
+	evicted := s.saveDestLocked(now, d, h, label, prop, endpLabel, c.limits.MaxDestBindings)
 	s.unlock()
 	if evicted {
 		return DestinationLimit
 	}
 	return NoEviction
 }
-
-// snapshotSize is the number of bindings FindDest copies without
-// allocating.
-const snapshotSize = 8
 
 // FindDest walks the live bindings of the destination label oldest first
 // and takes the oldest live session of the first endpoint that has one
@@ -260,41 +287,39 @@ const snapshotSize = 8
 // endpoints are searched afterwards, each under its own shard lock; see
 // the package documentation.
 func (c *Cache) FindDest(label string) (destProp, endpProp string, fd int, ok bool) {
-	now := c.clock()
-	var buf [snapshotSize]binding
-	s := c.shardFor(label)
-	s.lock(now)
-	bindings := s.bindingsLocked(s.dests[label], now, buf[:0])
-	s.unlock()
-	return c.findBound(now, bindings)
+	var f Found
+	ok = c.findDest(&f, label)
+	return string(f.DestProp), string(f.EndpProp), f.FD, ok
 }
 
-// FindDestBytes is FindDest with the label as bytes, which it only reads
-// during the call (a view into a read buffer will do): the lookup copies
-// nothing.
-func (c *Cache) FindDestBytes(label []byte) (destProp, endpProp string, fd int, ok bool) {
-	now := c.clock()
-	var buf [snapshotSize]binding
-	s := c.shardForBytes(label)
-	s.lock(now)
-	bindings := s.bindingsLocked(s.dests[string(label)], now, buf[:0])
-	s.unlock()
-	return c.findBound(now, bindings)
+// FindDestInto is FindDest with the label as bytes, which it only reads
+// during the call (a view into a read buffer will do), and the result in
+// f: DestProp, EndpProp and FD.
+func (c *Cache) FindDestInto(f *Found, label []byte) bool {
+	return c.findDest(f, bytesString(label))
 }
 
-// findBound is the second half of FindDest: the endpoints of the
-// bindings, in turn.
-func (c *Cache) findBound(now int64, bindings []binding) (destProp, endpProp string, fd int, ok bool) {
-	for _, b := range bindings {
-		es := c.shardFor(b.endpLabel)
+func (c *Cache) findDest(f *Found, label string) bool {
+	now := c.clock()
+	s, h := c.shardOf(label)
+	s.lock(now)
+	f.buf, f.bindings = s.bindingsLocked(s.findListLocked(&s.dests, h, label), now, f.buf[:0], f.bindings[:0])
+	s.unlock()
+	for _, b := range f.bindings {
+		// endp aliases f.buf; findEndpLocked appends after the lookup.
+		endp := bytesString(f.buf[b.endpOff : b.endpOff+b.endpLen])
+		es, eh := c.shardOf(endp)
+		n := len(f.buf)
+		var ok bool
 		es.lock(now)
-		endpProp, fd, ok = es.findEndpLocked(es.endps[b.endpLabel], now)
+		f.buf, f.FD, ok = es.findEndpLocked(es.findListLocked(&es.endps, eh, endp), now, f.buf)
 		es.unlock()
 		if ok {
-			return b.prop, endpProp, fd, true
+			f.DestProp, f.EndpProp = f.buf[b.propOff:b.propOff+b.propLen], f.buf[n:]
+			return true
 		}
 	}
-	return "", "", -1, false
+	return f.miss()
 }
 
 // Expire removes every session and binding whose deadline has passed and
@@ -373,6 +398,23 @@ func (c *Cache) Counts() Sizes {
 		sz.Sessions += int(s.nSessions.Load())
 	}
 	return sz
+}
+
+// Memory returns the bytes of memory the cache has in use for its
+// records, label tables and heaps: the slots ever handed out in each size
+// class (freed ones included, as they stay touched until their class
+// empties), the tables' and heaps' arrays. It excludes the Go structures
+// of a fixed size (the shards themselves) and the pending descriptor
+// lists. It locks each shard in turn, without expiring anything.
+func (c *Cache) Memory() int64 {
+	var n int64
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += s.ar.inUse() + int64(len(s.endps.mem)+len(s.dests.mem)+len(s.heapMem))
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // Drain removes every session and binding, live or not, and appends all

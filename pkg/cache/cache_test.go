@@ -85,10 +85,10 @@ func TestMissResults(t *testing.T) {
 	}
 }
 
-// TestFindDestManyBindings covers destinations with more bindings than
-// FindDest's stack snapshot holds.
+// TestFindDestManyBindings covers destinations with many bindings, whose
+// copies grow a Found's buffers.
 func TestFindDestManyBindings(t *testing.T) {
-	for _, n := range []int{snapshotSize - 1, snapshotSize, snapshotSize + 1, 3 * snapshotSize} {
+	for _, n := range []int{2, 7, 8, 9, 24, 300} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			c, _ := newTestCache(0)
 			for i := range n {
@@ -215,41 +215,66 @@ func TestNextDeadlineReportsPending(t *testing.T) {
 	}
 }
 
-// TestFreeListsBounded checks that a burst does not leave more than maxFree
-// recycled structs per shard behind.
-func TestFreeListsBounded(t *testing.T) {
+// TestArenaGivesMemoryBack checks that a shard that held many entries
+// and emptied keeps only the first chunk of each class and the smallest
+// table and heap, and that the memory is reused meanwhile.
+func TestArenaGivesMemoryBack(t *testing.T) {
 	c, _ := newTestCache(1)
-	for i := range 4 * maxFree {
-		c.SaveEndp(time.Second, fmt.Sprint("e", i), "p", i)
-		c.SaveDest(time.Second, fmt.Sprint("d", i), "p", "e")
+	s := &c.shards[0]
+	fill := func(n int) {
+		for i := range n {
+			c.SaveEndp(time.Second, fmt.Sprint("e", i), "p", i)
+			c.SaveDest(time.Second, fmt.Sprint("d", i), "p", fmt.Sprint("e", i))
+		}
 	}
-	got := c.Drain(nil)
-	if len(got) != 4*maxFree {
+	fill(5000)
+	_, peak := s.ar.usage()
+	if got := c.Drain(nil); len(got) != 5000 {
 		t.Errorf("Drain returned %d descriptors", len(got))
 	}
 	mustInvariants(t, c)
-	s := &c.shards[0]
-	if s.nFreeEntry != maxFree || s.nFreeList != maxFree {
-		t.Errorf("free lists hold %d entries, %d lists; want %d", s.nFreeEntry, s.nFreeList, maxFree)
+	chunks, bytes := s.ar.usage()
+	classes := 0
+	for i := range s.ar.pools {
+		if len(s.ar.pools[i].chunks) > 0 {
+			classes++
+		}
 	}
+	if chunks != classes || bytes > classes*chunkMin*2 {
+		t.Errorf("empty shard keeps %d chunks, %d bytes in %d classes (peak %d bytes)", chunks, bytes, classes, peak)
+	}
+	if len(s.endps.slots) != tableMin || len(s.dests.slots) != tableMin || cap(s.heap) != heapMin {
+		t.Errorf("empty shard keeps tables of %d and %d slots and a heap of %d", len(s.endps.slots), len(s.dests.slots), cap(s.heap))
+	}
+	// A second fill of the same size reuses the same amount of memory.
+	fill(5000)
+	if _, again := s.ar.usage(); again != peak {
+		t.Errorf("refill uses %d bytes, first fill %d", again, peak)
+	}
+	mustInvariants(t, c)
 }
 
-// TestRecycledEntriesForgetStrings checks that freed structs do not keep
-// labels or properties alive.
-func TestRecycledEntriesForgetStrings(t *testing.T) {
+// TestStringsAreCopied checks that the cache keeps copies of the labels
+// and properties it is given, not the caller's bytes, and that a Found's
+// properties are copies too.
+func TestStringsAreCopied(t *testing.T) {
 	c, _ := newTestCache(1)
-	c.SaveEndp(time.Second, "e", "p", 1)
-	c.SaveDest(time.Second, "d", "p", "e")
-	c.Drain(nil)
-	s := &c.shards[0]
-	for e := s.freeEntries; e != nil; e = e.next {
-		if e.prop != "" || e.endpLabel != "" || e.list != nil || e.prev != nil {
-			t.Errorf("free entry keeps references: %+v", *e)
-		}
+	label, prop, dprop := []byte("endp"), []byte("eprop"), []byte("dprop")
+	c.SaveEndp(time.Second, bytesString(label), bytesString(prop), 7)
+	c.SaveDest(time.Second, "dest", bytesString(dprop), bytesString(label))
+	copy(label, "XXXX")
+	copy(prop, "XXXXX")
+	copy(dprop, "XXXXX")
+	var f Found
+	if !c.FindDestInto(&f, []byte("dest")) || string(f.DestProp) != "dprop" || string(f.EndpProp) != "eprop" || f.FD != 7 {
+		t.Fatalf("FindDestInto = %q %q %d", f.DestProp, f.EndpProp, f.FD)
 	}
-	for l := s.freeLists; l != nil; l = l.nextFree {
-		if l.label != "" || l.first != nil || l.last != nil {
-			t.Errorf("free list keeps references: %+v", *l)
-		}
+	dp, ep := f.DestProp, f.EndpProp
+	c.SaveEndp(time.Second, "endp", "other", 8) // reuses the freed record
+	if string(dp) != "dprop" || string(ep) != "eprop" {
+		t.Errorf("Found's properties changed with the cache: %q %q", dp, ep)
+	}
+	if c.FindEndpInto(&f, []byte("XXXX")) {
+		t.Error("the caller's changed label found a session")
 	}
 }

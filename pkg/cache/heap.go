@@ -1,7 +1,10 @@
 package cache
 
-// The shard's deadlines form an intrusive 4-ary min-heap: s.heap[i].e.index
-// == i for every i, so an entry can be deleted or moved without a search.
+import "unsafe"
+
+// The shard's deadlines form an intrusive 4-ary min-heap: the record of
+// s.heap[i].r has index i for every i, so an entry can be deleted or moved
+// without a search. The array is in memory from allocMem, like the arena.
 // It stands in for Postfix's per-entry timers
 // (util/events.c:event_request_timer(), event_cancel_timer()).
 //
@@ -15,10 +18,27 @@ package cache
 // heapArity*i+1 to heapArity*i+heapArity, its parent is (i-1)/heapArity.
 const heapArity = 4
 
-// pushLocked adds e to the heap with the given deadline.
-func (s *shard) pushLocked(e *entry, deadline int64) {
-	s.heap = append(s.heap, slot{})
-	s.upLocked(len(s.heap)-1, slot{deadline: deadline, e: e})
+// heapMin is the smallest capacity of the heap array (4 KiB); it stays.
+const heapMin = 256
+
+// resizeHeapLocked moves the heap to an array of n slots.
+func (s *shard) resizeHeapLocked(n int) {
+	mem := allocMem(n * int(unsafe.Sizeof(slot{})))
+	h := unsafe.Slice((*slot)(unsafe.Pointer(&mem[0])), n)[:len(s.heap)]
+	copy(h, s.heap)
+	if s.heapMem != nil {
+		freeMem(s.heapMem)
+	}
+	s.heap, s.heapMem = h, mem
+}
+
+// pushLocked adds r to the heap with the given deadline.
+func (s *shard) pushLocked(r ref, deadline int64) {
+	if len(s.heap) == cap(s.heap) {
+		s.resizeHeapLocked(max(heapMin, 2*cap(s.heap)))
+	}
+	s.heap = s.heap[:len(s.heap)+1]
+	s.upLocked(len(s.heap)-1, slot{deadline: deadline, r: r})
 }
 
 // deleteLocked removes the element at index i.
@@ -29,6 +49,9 @@ func (s *shard) deleteLocked(i int) {
 	s.heap = s.heap[:last]
 	if i != last {
 		s.placeLocked(i, x)
+	}
+	if cap(s.heap) > heapMin && len(s.heap)*8 < cap(s.heap) {
+		s.resizeHeapLocked(cap(s.heap) / 2)
 	}
 }
 
@@ -87,5 +110,5 @@ func (s *shard) downLocked(i int, x slot) {
 
 func (s *shard) setLocked(i int, x slot) {
 	s.heap[i] = x
-	x.e.index = i
+	s.link(x.r).index = uint32(i)
 }

@@ -59,60 +59,78 @@ func checkInvariants(c *Cache) error {
 
 func (s *shard) checkLocked(c *Cache, idx int) error {
 	for i, sl := range s.heap {
-		if sl.e == nil || sl.e.index != i {
+		if sl.r == 0 || s.link(sl.r).index != uint32(i) {
 			return fmt.Errorf("heap[%d]: bad back-pointer", i)
 		}
 		if i > 0 && s.heap[(i-1)/heapArity].deadline > sl.deadline {
 			return fmt.Errorf("heap[%d]: earlier than its parent", i)
 		}
 	}
+	records := 0 // records the lists reach, lists included
 	entries, sessions := 0, 0
-	for _, m := range []map[string]*list{s.endps, s.dests} {
-		for label, l := range m {
-			if l.label != label {
-				return fmt.Errorf("list %q filed under %q", l.label, label)
+	for _, tc := range []struct {
+		t    *table
+		dest bool
+	}{{&s.endps, false}, {&s.dests, true}} {
+		n := 0
+		var err error
+		for i, v := range tc.t.slots {
+			if v == 0 || err != nil {
+				continue
 			}
-			if &c.shards[idx] != c.shardFor(label) {
-				return fmt.Errorf("label %q in the wrong shard", label)
+			n++
+			h, l := uint32(v>>32), ref(v)
+			lr := s.list(l)
+			label := s.ar.listLabel(l)
+			sh, th := c.shardOf(label)
+			switch {
+			case lr.hash != h || th != h:
+				err = fmt.Errorf("list %q filed under the wrong hash", label)
+			case sh != &c.shards[idx]:
+				err = fmt.Errorf("label %q in the wrong shard", label)
+			case lr.dest != tc.dest:
+				err = fmt.Errorf("list %q in the wrong table", label)
+			case tc.t.find(&s.ar, h, label) != l:
+				err = fmt.Errorf("list %q not found at slot %d", label, i)
+			case lr.first == 0 || lr.last == 0:
+				err = fmt.Errorf("empty list %q in table", label)
 			}
-			if l.first == nil || l.last == nil {
-				return fmt.Errorf("empty list %q in map", label)
+			if err != nil {
+				break
 			}
-			var prev *entry
-			n := 0
-			for e := l.first; e != nil; e = e.next {
-				n++
-				if e.prev != prev || e.list != l {
+			records++
+			var prev ref
+			k := 0
+			for e := lr.first; e != 0; e = s.link(e).next {
+				k++
+				records++
+				if s.link(e).prev != prev || s.link(e).list != l {
 					return fmt.Errorf("list %q: bad linkage", label)
 				}
-				if e.index < 0 || e.index >= len(s.heap) || s.heap[e.index].e != e {
+				if ix := int(s.link(e).index); ix >= len(s.heap) || s.heap[ix].r != e {
 					return fmt.Errorf("list %q: entry not in heap", label)
-				}
-				if l.dest != (e.fd == -1) {
-					return fmt.Errorf("list %q: session/binding mix-up", label)
 				}
 				prev = e
 				entries++
-				if !l.dest {
+				if !lr.dest {
 					sessions++
 				}
 			}
-			if l.last != prev {
+			if lr.last != prev {
 				return fmt.Errorf("list %q: bad tail", label)
 			}
-			if int(l.n) != n {
-				return fmt.Errorf("list %q: n=%d, holds %d", label, l.n, n)
+			if int(lr.n) != k {
+				return fmt.Errorf("list %q: n=%d, holds %d", label, lr.n, k)
 			}
 		}
-	}
-	for label, l := range s.endps {
-		if l.dest {
-			return fmt.Errorf("destination list %q among endpoints", label)
+		if err != nil {
+			return err
 		}
-	}
-	for label, l := range s.dests {
-		if !l.dest {
-			return fmt.Errorf("endpoint list %q among destinations", label)
+		if n != tc.t.count {
+			return fmt.Errorf("table holds %d lists, counts %d", n, tc.t.count)
+		}
+		if tc.t.slots != nil && tc.t.count*4 > len(tc.t.slots)*3 {
+			return fmt.Errorf("table over three quarters full")
 		}
 	}
 	if entries != len(s.heap) {
@@ -121,13 +139,20 @@ func (s *shard) checkLocked(c *Cache, idx int) error {
 	if sessions != s.sessions {
 		return fmt.Errorf("%d sessions counted, %d in lists", s.sessions, sessions)
 	}
-	var prevAll *entry
+	live := 0
+	for i := range s.ar.pools {
+		live += int(s.ar.pools[i].live)
+	}
+	if live+s.ar.bigLive != records {
+		return fmt.Errorf("arena holds %d records, lists reach %d", live+s.ar.bigLive, records)
+	}
+	var prevAll ref
 	all := 0
-	for e := s.sessFirst; e != nil; e = e.allNext {
-		if e.allPrev != prevAll || e.list == nil || e.list.dest {
+	for e := s.sessFirst; e != 0; e = s.sess(e).allNext {
+		if s.sess(e).allPrev != prevAll || s.isDest(s.link(e).list) {
 			return fmt.Errorf("save-order list: bad linkage")
 		}
-		if prevAll != nil && prevAll.saved > e.saved {
+		if prevAll != 0 && s.sess(prevAll).saved > s.sess(e).saved {
 			return fmt.Errorf("save-order list out of order")
 		}
 		prevAll = e
@@ -143,12 +168,9 @@ func (s *shard) checkLocked(c *Cache, idx int) error {
 	if s.due.Load() != due {
 		return fmt.Errorf("published due %d, heap says %d", s.due.Load(), due)
 	}
-	if int(s.nSessions.Load()) != sessions || int(s.nEndps.Load()) != len(s.endps) ||
-		int(s.nDests.Load()) != len(s.dests) {
+	if int(s.nSessions.Load()) != sessions || int(s.nEndps.Load()) != s.endps.count ||
+		int(s.nDests.Load()) != s.dests.count {
 		return fmt.Errorf("published sizes out of date")
-	}
-	if s.nFreeEntry > maxFree || s.nFreeList > maxFree {
-		return fmt.Errorf("free lists too long")
 	}
 	return nil
 }

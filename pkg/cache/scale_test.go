@@ -85,38 +85,41 @@ func heapInUse() uint64 {
 }
 
 // BenchmarkScale measures a lookup that hits as the server makes it
-// (FindDestBytes on the label as received, then SaveEndp of the session
+// (FindDestInto on the label as received, then SaveEndp of the session
 // back, its label and property copied as the codec copies them) of a
 // random one of n cached sessions, and reports what the cache holds:
-// heap-B/session (live heap per session with its binding and strings),
+// heap-B/session (live Go heap per session with its binding and strings)
+// and cache-B/session (the cache's own memory, outside the Go heap),
 // rss-MiB and peak-rss-MiB (the whole test process after the fill, in
 // which the cache is the only large thing).
 func BenchmarkScale(b *testing.B) {
 	for _, n := range scaleSizes {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
 			c := New(Config{})
-			before := heapInUse()
+			before, cacheBefore := heapInUse(), c.Memory()
 			fillScale(c, n, time.Hour)
-			perSession := float64(heapInUse()-before) / float64(n)
+			perSession := (float64(heapInUse()) - float64(before)) / float64(n)
+			cachePerSession := float64(c.Memory()-cacheBefore) / float64(n)
 			rss, hwm := vmKiB("VmRSS"), vmKiB("VmHWM")
 			if sz := c.Sizes(); sz.Sessions != n || sz.Dests != n {
 				b.Fatalf("holds %+v", sz)
 			}
 			r := rand.New(rand.NewPCG(uint64(n), 1))
 			var db, eb []byte
+			var f Found
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
 				i := r.IntN(n)
 				db = scaleDest(db[:0], i)
-				_, prop, fd, ok := c.FindDestBytes(db)
-				if !ok || fd != scaleFD(i) {
-					b.Fatalf("session %d: %d %t", i, fd, ok)
+				if !c.FindDestInto(&f, db) || f.FD != scaleFD(i) {
+					b.Fatalf("session %d: %d", i, f.FD)
 				}
 				eb = scaleEndp(eb[:0], i)
-				c.SaveEndp(time.Hour, string(eb), string([]byte(prop)), fd)
+				c.SaveEndp(time.Hour, string(eb), string(f.EndpProp), f.FD)
 			}
 			b.ReportMetric(perSession, "heap-B/session")
+			b.ReportMetric(cachePerSession, "cache-B/session")
 			b.ReportMetric(rss/1024, "rss-MiB")
 			b.ReportMetric(hwm/1024, "peak-rss-MiB")
 		})
@@ -124,7 +127,7 @@ func BenchmarkScale(b *testing.B) {
 }
 
 // BenchmarkScaleExpiry lets n sessions and n bindings expire at the same
-// instant while a goroutine keeps making lookups (FindDestBytes of a
+// instant while a goroutine keeps making lookups (FindDestInto of a
 // random destination; they hit until the deadline, then miss) and another
 // runs the server's maintenance loop (pkg/server.maintain: Expire when
 // NextDeadline is due, at least every 100 ms). It reports the longest
@@ -160,11 +163,12 @@ func BenchmarkScaleExpiry(b *testing.B) {
 				wg.Go(func() {
 					r := rand.New(rand.NewPCG(uint64(n), 9))
 					var db []byte
+					var f Found
 					from := at.Add(-50 * time.Millisecond)
 					for !stop.Load() {
 						db = scaleDest(db[:0], r.IntN(n))
 						t0 := time.Now()
-						c.FindDestBytes(db)
+						c.FindDestInto(&f, db)
 						if d := time.Since(t0); t0.After(from) {
 							stall = max(stall, d)
 						}

@@ -4,14 +4,11 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // noDeadline is the published deadline of a shard that holds nothing.
 const noDeadline = math.MaxInt64
-
-// maxFree is the number of free entries, and of free lists, a shard keeps
-// for reuse; beyond it they are left to the garbage collector.
-const maxFree = 256
 
 // maxPendingCap is the capacity of the pending descriptor list that a shard
 // keeps after handing its contents out.
@@ -27,69 +24,85 @@ const maxPendingCap = 1024
 // or counted against a limit.
 const expireBatch = 128
 
-// entry is a session (an element of an endpoint's list) or a binding (an
-// element of a destination's list): the SCACHE_MULTI_ENDP and
-// SCACHE_MULTI_DEST of scache_multi.c, with the heap position that replaces
-// Postfix's per-entry timer.
-type entry struct {
-	prev, next *entry // list linkage; next also links the free list
-	list       *list  // the list that holds the entry
-	index      int    // position in shard.heap, which holds the deadline
-	prop       string // session: endpoint property; binding: destination property
-	endpLabel  string // binding: the endpoint label; session: ""
-	fd         int    // session: the cached descriptor; binding: -1
+// The records of a shard's arena (arena.go). Each is a header of integers,
+// then its strings; they refer to each other by ref.
 
-	// Sessions only: the shard's sessions in the order they were saved,
-	// for the total session limit's eviction, and when this one was saved.
-	allPrev, allNext *entry
+// link begins every session and binding record: an element of a list,
+// the SCACHE_MULTI_ENDP and SCACHE_MULTI_DEST of scache_multi.c, with the
+// heap position that replaces Postfix's per-entry timer.
+type link struct {
+	prev, next ref    // list linkage
+	list       ref    // the list that holds the entry
+	index      uint32 // position in shard.heap, which holds the deadline
+}
+
+// sessRec is a session, an element of an endpoint's list, followed by its
+// endpoint property.
+type sessRec struct {
+	link
+	// The shard's sessions in the order they were saved, for the total
+	// session limit's eviction, and when this one was saved.
+	allPrev, allNext ref
+	fd               int32 // the cached descriptor
+	propLen          uint32
 	saved            int64
 }
 
-// list is the head of an endpoint's sessions or of a destination's
-// bindings, oldest first (SCACHE_MULTI_HEAD). It is in its shard's map
-// exactly while it is not empty. It takes 48 bytes.
-type list struct {
-	label       string
-	first, last *entry
-	nextFree    *list // free list linkage
-	n           int32 // entries in the list
-	dest        bool  // a destination's bindings, not an endpoint's sessions
+// bindRec is a binding, an element of a destination's list, followed by
+// its destination property and its endpoint label.
+type bindRec struct {
+	link
+	propLen, endpLen uint32
 }
+
+// listRec is the head of an endpoint's sessions or of a destination's
+// bindings, oldest first (SCACHE_MULTI_HEAD), followed by its label. It is
+// in its shard's table exactly while it is not empty.
+type listRec struct {
+	first, last ref
+	n           uint32 // entries in the list
+	hash        uint32 // the label's hash in the table
+	labelLen    uint32
+	dest        bool // a destination's bindings, not an endpoint's sessions
+}
+
+const (
+	sessHdr = uint32(unsafe.Sizeof(sessRec{}))
+	bindHdr = uint32(unsafe.Sizeof(bindRec{}))
+	listHdr = uint32(unsafe.Sizeof(listRec{}))
+)
 
 // slot is a heap element: a deadline (nanoseconds since Cache.base) and the
 // entry it belongs to. The deadline lives here, next to its neighbours, so
-// that sifting does not chase pointers.
+// that sifting does not touch the records.
 type slot struct {
 	deadline int64
-	e        *entry
+	r        ref
 }
 
-// binding is a copy of a binding taken by FindDest.
+// binding locates a copy of a binding in a find's buffer (Found.buf).
 type binding struct {
-	endpLabel, prop string
+	endpOff, endpLen, propOff, propLen uint32
 }
 
 // shard is one lock's worth of the cache. Everything but the published
 // figures is guarded by mu.
 type shard struct {
-	mu    sync.Mutex
-	endps map[string]*list // endpoint label -> sessions
-	dests map[string]*list // destination label -> bindings
-	heap  []slot           // min-heap of the deadlines of all entries
-	batch int              // expireBatch
+	mu      sync.Mutex
+	ar      arena
+	endps   table  // endpoint label -> sessions
+	dests   table  // destination label -> bindings
+	heap    []slot // min-heap of the deadlines of all entries, in heapMem
+	heapMem []byte
+	batch   int // expireBatch
 
 	sessions int           // number of sessions in endps
 	total    *atomic.Int64 // the cache's number of sessions, all shards
 
-	// The shard's sessions, oldest saved first (entry.allNext).
-	sessFirst, sessLast *entry
+	// The shard's sessions, oldest saved first (sessRec.allNext).
+	sessFirst, sessLast ref
 	pending             []int // descriptors of expired sessions, for Expire
 	pendingMin          int64 // earliest deadline among pending
-
-	freeEntries *entry // linked by next
-	nFreeEntry  int
-	freeLists   *list // linked by nextFree
-	nFreeList   int
 
 	// Published at each unlock for readers that take no lock.
 	due       atomic.Int64 // earliest deadline in heap, or noDeadline
@@ -104,11 +117,33 @@ type shard struct {
 
 func (s *shard) init() {
 	s.batch = expireBatch
-	s.endps = make(map[string]*list)
-	s.dests = make(map[string]*list)
 	s.due.Store(noDeadline)
 	s.next.Store(noDeadline)
 	s.oldest.Store(noDeadline)
+}
+
+// Record access. The pointers are into the arena and valid until the
+// record is freed; the strings alias it likewise.
+
+func (s *shard) link(r ref) *link       { return (*link)(s.ar.ptr(r)) }
+func (s *shard) sess(r ref) *sessRec    { return (*sessRec)(s.ar.ptr(r)) }
+func (s *shard) bind(r ref) *bindRec    { return (*bindRec)(s.ar.ptr(r)) }
+func (s *shard) list(r ref) *listRec    { return (*listRec)(s.ar.ptr(r)) }
+func (s *shard) deadline(r ref) int64   { return s.heap[s.link(r).index].deadline }
+func (s *shard) isDest(l ref) bool      { return s.list(l).dest }
+func (a *arena) listLabel(r ref) string { return a.stringAt(r, listHdr, (*listRec)(a.ptr(r)).labelLen) }
+
+func (s *shard) sessProp(r ref) []byte {
+	return s.ar.bytesAt(r, sessHdr, s.sess(r).propLen)
+}
+
+func (s *shard) bindProp(r ref) []byte {
+	return s.ar.bytesAt(r, bindHdr, s.bind(r).propLen)
+}
+
+func (s *shard) bindEndp(r ref) []byte {
+	b := s.bind(r)
+	return s.ar.bytesAt(r, bindHdr+b.propLen, b.endpLen)
 }
 
 // lock locks the shard and removes its entries that are due at now, as
@@ -126,7 +161,7 @@ func (s *shard) expireLocked(now int64) (more bool) {
 		if !s.hasDueLocked(now) {
 			return false
 		}
-		s.expireEntryLocked(s.heap[0].e)
+		s.expireEntryLocked(s.heap[0].r)
 	}
 	return s.hasDueLocked(now)
 }
@@ -137,20 +172,20 @@ func (s *shard) hasDueLocked(now int64) bool {
 	return len(s.heap) > 0 && s.heap[0].deadline <= now
 }
 
-// liveLocked removes the dead entries of l, a list of the shard or nil,
-// as expired, and returns l, or nil when that emptied it. It costs
-// nothing while the shard has no due entry; otherwise it walks l.
-func (s *shard) liveLocked(l *list, now int64) *list {
-	if l == nil || !s.hasDueLocked(now) {
+// liveLocked removes the dead entries of l, a list of the shard or 0, as
+// expired, and returns l, or 0 when that emptied it. It costs nothing
+// while the shard has no due entry; otherwise it walks l.
+func (s *shard) liveLocked(l ref, now int64) ref {
+	if l == 0 || !s.hasDueLocked(now) {
 		return l
 	}
-	for e := l.first; e != nil; {
-		next := e.next
-		if s.heap[e.index].deadline <= now {
-			last := l.n == 1
+	for e := s.list(l).first; e != 0; {
+		next := s.link(e).next
+		if s.deadline(e) <= now {
+			last := s.list(l).n == 1
 			s.expireEntryLocked(e)
 			if last {
-				return nil
+				return 0
 			}
 		}
 		e = next
@@ -170,12 +205,12 @@ func (s *shard) unlock() {
 	}
 	s.due.Store(due)
 	s.next.Store(next)
-	s.nDests.Store(int64(len(s.dests)))
-	s.nEndps.Store(int64(len(s.endps)))
+	s.nDests.Store(int64(s.dests.count))
+	s.nEndps.Store(int64(s.endps.count))
 	s.nSessions.Store(int64(s.sessions))
 	oldest := int64(noDeadline)
-	if s.sessFirst != nil {
-		oldest = s.sessFirst.saved
+	if s.sessFirst != 0 {
+		oldest = s.sess(s.sessFirst).saved
 	}
 	s.oldest.Store(oldest)
 	s.mu.Unlock()
@@ -184,13 +219,13 @@ func (s *shard) unlock() {
 // expireEntryLocked removes e, which is dead; a session's descriptor goes to
 // the pending list
 // (scache_multi.c:scache_multi_expire_endp(), scache_multi_expire_dest()).
-func (s *shard) expireEntryLocked(e *entry) {
-	d := s.heap[e.index].deadline
-	if !e.list.dest {
+func (s *shard) expireEntryLocked(e ref) {
+	if !s.isDest(s.link(e).list) {
+		d := s.deadline(e)
 		if len(s.pending) == 0 || d < s.pendingMin {
 			s.pendingMin = d
 		}
-		s.pending = append(s.pending, e.fd)
+		s.pending = append(s.pending, int(s.sess(e).fd))
 	}
 	s.removeLocked(e)
 }
@@ -207,101 +242,121 @@ func (s *shard) takePendingLocked(dst []int) []int {
 	return dst
 }
 
+// findListLocked returns the list of label (hash h) in t, or 0.
+func (s *shard) findListLocked(t *table, h uint32, label string) ref {
+	return t.find(&s.ar, h, label)
+}
+
+// newListLocked makes an empty list for label and files it in t.
+func (s *shard) newListLocked(t *table, h uint32, label string, dest bool) ref {
+	r := s.ar.alloc(int(listHdr) + len(label))
+	*s.list(r) = listRec{hash: h, labelLen: uint32(len(label)), dest: dest}
+	copy(s.ar.bytesAt(r, listHdr, uint32(len(label))), label)
+	t.insert(h, r)
+	return r
+}
+
 // saveEndpLocked appends a session to the endpoint label's list. When the
 // list is then longer than limit (> 0), its oldest session is removed and
 // its descriptor returned for the caller to close; otherwise it returns -1.
-func (s *shard) saveEndpLocked(now, deadline int64, label, prop string, fd int, limit int) (evicted int) {
-	l := s.liveLocked(s.endps[label], now)
-	if l == nil {
-		l = s.newListLocked(label, false)
-		s.endps[label] = l
+func (s *shard) saveEndpLocked(now, deadline int64, h uint32, label, prop string, fd int, limit int) (evicted int) {
+	l := s.liveLocked(s.findListLocked(&s.endps, h, label), now)
+	if l == 0 {
+		l = s.newListLocked(&s.endps, h, label, false)
 	}
-	e := s.newEntryLocked()
-	e.prop = prop
-	e.fd = fd
+	e := s.ar.alloc(int(sessHdr) + len(prop))
 	// The clock was read before the lock: a racing save may have appended
 	// a later time already. Keep save times in list order.
-	e.saved = now
-	if s.sessLast != nil && s.sessLast.saved > now {
-		e.saved = s.sessLast.saved
+	saved := now
+	if s.sessLast != 0 {
+		saved = max(saved, s.sess(s.sessLast).saved)
 	}
+	*s.sess(e) = sessRec{allPrev: s.sessLast, fd: int32(fd), propLen: uint32(len(prop)), saved: saved}
+	copy(s.ar.bytesAt(e, sessHdr, uint32(len(prop))), prop)
 	s.appendLocked(l, e, deadline)
-	e.allPrev = s.sessLast
-	if s.sessLast != nil {
-		s.sessLast.allNext = e
+	if s.sessLast != 0 {
+		s.sess(s.sessLast).allNext = e
 	} else {
 		s.sessFirst = e
 	}
 	s.sessLast = e
 	s.sessions++
 	s.total.Add(1)
-	if limit > 0 && int(l.n) > limit {
-		return s.evictLocked(l.first)
+	if n := s.list(l).n; limit > 0 && int(n) > limit {
+		return s.evictLocked(s.list(l).first)
 	}
 	return -1
 }
 
 // evictLocked removes session e and returns its descriptor; the caller
 // owns it.
-func (s *shard) evictLocked(e *entry) int {
-	fd := e.fd
+func (s *shard) evictLocked(e ref) int {
+	fd := int(s.sess(e).fd)
 	s.removeLocked(e)
 	return fd
 }
 
-// findEndpLocked removes the oldest live session of l, an endpoint's
-// list (nil: the label has none), and returns its property and
+// findEndpLocked removes the oldest live session of l, an endpoint's list
+// (0: the label has none), appends its property to dst and returns its
 // descriptor; the caller owns fd.
-func (s *shard) findEndpLocked(l *list, now int64) (prop string, fd int, ok bool) {
+func (s *shard) findEndpLocked(l ref, now int64, dst []byte) (_ []byte, fd int, ok bool) {
 	l = s.liveLocked(l, now)
-	if l == nil {
-		return "", -1, false
+	if l == 0 {
+		return dst, -1, false
 	}
-	e := l.first
-	prop, fd = e.prop, e.fd
+	e := s.list(l).first
+	dst = append(dst, s.sessProp(e)...)
+	fd = int(s.sess(e).fd)
 	s.removeLocked(e)
-	return prop, fd, true
+	return dst, fd, true
 }
 
 // saveDestLocked refreshes or appends a binding of the destination label.
 // When a new binding makes the list longer than limit (> 0), the oldest
 // binding is removed and it reports true.
-func (s *shard) saveDestLocked(now, deadline int64, label, prop, endpLabel string, limit int) (evicted bool) {
-	l := s.liveLocked(s.dests[label], now)
-	if l == nil {
-		l = s.newListLocked(label, true)
-		s.dests[label] = l
+func (s *shard) saveDestLocked(now, deadline int64, h uint32, label, prop, endpLabel string, limit int) (evicted bool) {
+	l := s.liveLocked(s.findListLocked(&s.dests, h, label), now)
+	if l == 0 {
+		l = s.newListLocked(&s.dests, h, label, true)
 	}
-	for e := l.first; e != nil; e = e.next {
-		if e.endpLabel == endpLabel && e.prop == prop {
-			s.heap[e.index].deadline = deadline
-			s.fixLocked(e.index)
+	for e := s.list(l).first; e != 0; e = s.link(e).next {
+		if string(s.bindEndp(e)) == endpLabel && string(s.bindProp(e)) == prop {
+			i := s.link(e).index
+			s.heap[i].deadline = deadline
+			s.fixLocked(int(i))
 			return false
 		}
 	}
-	e := s.newEntryLocked()
-	e.prop = prop
-	e.endpLabel = endpLabel
-	e.fd = -1
+	e := s.ar.alloc(int(bindHdr) + len(prop) + len(endpLabel))
+	*s.bind(e) = bindRec{propLen: uint32(len(prop)), endpLen: uint32(len(endpLabel))}
+	copy(s.ar.bytesAt(e, bindHdr, uint32(len(prop))), prop)
+	copy(s.ar.bytesAt(e, bindHdr+uint32(len(prop)), uint32(len(endpLabel))), endpLabel)
 	s.appendLocked(l, e, deadline)
-	if limit > 0 && int(l.n) > limit {
-		s.removeLocked(l.first)
+	if n := s.list(l).n; limit > 0 && int(n) > limit {
+		s.removeLocked(s.list(l).first)
 		return true
 	}
 	return false
 }
 
-// bindingsLocked appends the live bindings of l, a destination's list
-// (nil: the label has none), oldest first, to dst.
-func (s *shard) bindingsLocked(l *list, now int64, dst []binding) []binding {
+// bindingsLocked copies the live bindings of l, a destination's list (0:
+// the label has none), oldest first: their strings to buf, their places
+// in it to dst.
+func (s *shard) bindingsLocked(l ref, now int64, buf []byte, dst []binding) ([]byte, []binding) {
 	l = s.liveLocked(l, now)
-	if l == nil {
-		return dst
+	if l == 0 {
+		return buf, dst
 	}
-	for e := l.first; e != nil; e = e.next {
-		dst = append(dst, binding{endpLabel: e.endpLabel, prop: e.prop})
+	for e := s.list(l).first; e != 0; e = s.link(e).next {
+		b := binding{endpOff: uint32(len(buf))}
+		buf = append(buf, s.bindEndp(e)...)
+		b.endpLen = uint32(len(buf)) - b.endpOff
+		b.propOff = uint32(len(buf))
+		buf = append(buf, s.bindProp(e)...)
+		b.propLen = uint32(len(buf)) - b.propOff
+		dst = append(dst, b)
 	}
-	return dst
+	return buf, dst
 }
 
 // drainLocked empties the shard, appending every session descriptor it
@@ -309,9 +364,9 @@ func (s *shard) bindingsLocked(l *list, now int64, dst []binding) []binding {
 func (s *shard) drainLocked(dst []int) []int {
 	dst = s.takePendingLocked(dst)
 	for len(s.heap) > 0 {
-		e := s.heap[len(s.heap)-1].e
-		if !e.list.dest {
-			dst = append(dst, e.fd)
+		e := s.heap[len(s.heap)-1].r
+		if !s.isDest(s.link(e).list) {
+			dst = append(dst, int(s.sess(e).fd))
 		}
 		s.removeLocked(e)
 	}
@@ -319,100 +374,61 @@ func (s *shard) drainLocked(dst []int) []int {
 }
 
 // appendLocked puts a new entry at the tail of l and in the heap.
-func (s *shard) appendLocked(l *list, e *entry, deadline int64) {
-	e.list = l
-	e.prev = l.last
-	if l.last != nil {
-		l.last.next = e
+func (s *shard) appendLocked(l, e ref, deadline int64) {
+	lr := s.list(l)
+	k := s.link(e)
+	k.list, k.prev, k.next = l, lr.last, 0
+	if lr.last != 0 {
+		s.link(lr.last).next = e
 	} else {
-		l.first = e
+		lr.first = e
 	}
-	l.last = e
-	l.n++
+	lr.last = e
+	lr.n++
 	s.pushLocked(e, deadline)
 }
 
 // removeLocked takes e out of its list and the heap and frees it. When
-// its list becomes empty, the label goes from its map
+// its list becomes empty, the label goes from its table
 // (scache_multi.c:scache_multi_drop_endp(), scache_multi_drop_dest()).
-func (s *shard) removeLocked(e *entry) {
-	s.deleteLocked(e.index)
-	l := e.list
-	if e.prev != nil {
-		e.prev.next = e.next
+func (s *shard) removeLocked(e ref) {
+	k := s.link(e)
+	s.deleteLocked(int(k.index))
+	l := k.list
+	lr := s.list(l)
+	if k.prev != 0 {
+		s.link(k.prev).next = k.next
 	} else {
-		l.first = e.next
+		lr.first = k.next
 	}
-	if e.next != nil {
-		e.next.prev = e.prev
+	if k.next != 0 {
+		s.link(k.next).prev = k.prev
 	} else {
-		l.last = e.prev
+		lr.last = k.prev
 	}
-	l.n--
-	if !l.dest {
+	lr.n--
+	if !lr.dest {
 		s.sessions--
 		s.total.Add(-1)
-		if e.allPrev != nil {
-			e.allPrev.allNext = e.allNext
+		se := s.sess(e)
+		if se.allPrev != 0 {
+			s.sess(se.allPrev).allNext = se.allNext
 		} else {
-			s.sessFirst = e.allNext
+			s.sessFirst = se.allNext
 		}
-		if e.allNext != nil {
-			e.allNext.allPrev = e.allPrev
+		if se.allNext != 0 {
+			s.sess(se.allNext).allPrev = se.allPrev
 		} else {
-			s.sessLast = e.allPrev
+			s.sessLast = se.allPrev
 		}
 	}
-	if l.first == nil {
-		if l.dest {
-			delete(s.dests, l.label)
+	if lr.first == 0 {
+		if lr.dest {
+			s.dests.remove(lr.hash, l)
 		} else {
-			delete(s.endps, l.label)
+			s.endps.remove(lr.hash, l)
 		}
-		s.freeListLocked(l)
+		s.ar.free(l)
 	}
-	s.freeEntryLocked(e)
-}
-
-func (s *shard) newEntryLocked() *entry {
-	e := s.freeEntries
-	if e == nil {
-		return new(entry)
-	}
-	s.freeEntries = e.next
-	s.nFreeEntry--
-	e.next = nil
-	return e
-}
-
-func (s *shard) freeEntryLocked(e *entry) {
-	*e = entry{} // drop references to strings and neighbours
-	if s.nFreeEntry < maxFree {
-		e.next = s.freeEntries
-		s.freeEntries = e
-		s.nFreeEntry++
-	}
-}
-
-func (s *shard) newListLocked(label string, dest bool) *list {
-	l := s.freeLists
-	if l == nil {
-		l = new(list)
-	} else {
-		s.freeLists = l.nextFree
-		s.nFreeList--
-		l.nextFree = nil
-	}
-	l.label = label
-	l.dest = dest
-	return l
-}
-
-func (s *shard) freeListLocked(l *list) {
-	*l = list{}
-	if s.nFreeList < maxFree {
-		l.nextFree = s.freeLists
-		s.freeLists = l
-		s.nFreeList++
-	}
+	s.ar.free(e)
 }

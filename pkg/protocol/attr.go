@@ -36,6 +36,10 @@ const (
 // util/attr_print0.c writes it. Neither name nor value may contain NUL;
 // name must not be empty.
 func AppendAttr(b []byte, name, value string) []byte {
+	return appendAttr(b, name, value)
+}
+
+func appendAttr[V string | []byte](b []byte, name string, value V) []byte {
 	b = append(b, name...)
 	b = append(b, 0)
 	b = append(b, value...)

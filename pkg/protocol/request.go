@@ -277,6 +277,16 @@ func (s *ServerConn) WriteFound(props ...string) {
 	s.wbuf = AppendEnd(s.wbuf)
 }
 
+// WriteFoundBytes is WriteFound with the properties as bytes, which it
+// copies.
+func (s *ServerConn) WriteFoundBytes(props ...[]byte) {
+	s.wbuf = AppendNumber(s.wbuf, AttrStatus, StatusOK)
+	for _, p := range props {
+		s.wbuf = appendAttr(s.wbuf, AttrProperty, p)
+	}
+	s.wbuf = AppendEnd(s.wbuf)
+}
+
 // WriteDummy queues the dummy attribute list a receiver sends before a
 // descriptor travels.
 func (s *ServerConn) WriteDummy() { s.WriteAttrs(AttrDummy, "") }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/scached/scached/pkg/cache"
 	"github.com/scached/scached/pkg/protocol"
 )
 
@@ -25,6 +26,8 @@ func (s *Server) serveClient(uc *net.UnixConn) {
 	// Find labels are looked up in place; handle uses them before it
 	// reads from the connection again.
 	pc.SetLabelViews(true)
+	// What the finds hand out, in buffers reused for every request.
+	var found cache.Found
 	if !s.greet(pc) {
 		return
 	}
@@ -44,7 +47,7 @@ func (s *Server) serveClient(uc *net.UnixConn) {
 			}
 			return
 		}
-		if !s.handle(pc, req) {
+		if !s.handle(pc, req, &found) {
 			return
 		}
 	}
@@ -100,7 +103,8 @@ func (s *Server) greet(pc *protocol.ServerConn) bool {
 }
 
 // handle answers one request. It reports false when the connection broke.
-func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request) bool {
+// f receives the finds' results.
+func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request, f *cache.Found) bool {
 	switch req.Type {
 	case protocol.NoRequest:
 		return true
@@ -127,7 +131,7 @@ func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request) bool {
 		}
 		return true
 	case protocol.FindEndp:
-		prop, fd, ok := s.cache.FindEndpBytes(req.LabelView)
+		ok := s.cache.FindEndpInto(f, req.LabelView)
 		if s.cfg.Verbose {
 			s.cfg.Log.Debugf("find_endp %q: found=%t", req.LabelView, ok)
 		}
@@ -137,10 +141,10 @@ func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request) bool {
 			return true
 		}
 		s.endpHits.Add(1)
-		pc.WriteFound(prop)
-		return s.handOut(pc, req.Type, fd)
+		pc.WriteFoundBytes(f.EndpProp)
+		return s.handOut(pc, req.Type, f.FD)
 	case protocol.FindDest:
-		destProp, endpProp, fd, ok := s.cache.FindDestBytes(req.LabelView)
+		ok := s.cache.FindDestInto(f, req.LabelView)
 		if s.cfg.Verbose {
 			s.cfg.Log.Debugf("find_dest %q: found=%t", req.LabelView, ok)
 		}
@@ -150,8 +154,8 @@ func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request) bool {
 			return true
 		}
 		s.destHits.Add(1)
-		pc.WriteFound(destProp, endpProp)
-		return s.handOut(pc, req.Type, fd)
+		pc.WriteFoundBytes(f.DestProp, f.EndpProp)
+		return s.handOut(pc, req.Type, f.FD)
 	}
 	panic("server: unhandled request type " + req.Type.String())
 }

@@ -1,15 +1,18 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,9 +27,10 @@ import (
 	"github.com/scached/scached/pkg/protocol"
 )
 
-// The server-level scale benchmark: a whole Server in this process (accept
-// loop, a goroutine per client, the maintenance goroutine, statistics)
-// holding N cached sessions (N endpoints, N destinations each bound to one
+// The server-level scale benchmark: a whole Server in a process of its own
+// (accept loop, a goroutine per client, the maintenance goroutine,
+// statistics; the test binary run again as ssServe) holding N cached
+// sessions (N endpoints, N destinations each bound to one
 // of them) with labels and properties of smtp(8)'s sizes
 // (/work/shared/reference/postfix-smtp-traffic.txt), while smtp(8)-like
 // clients use it over real UNIX-domain sockets; then a mass expiry of all
@@ -34,9 +38,9 @@ import (
 //
 // N real descriptors do not fit under this machine's RLIMIT_NOFILE (hard
 // limit 20000, not raisable here), so at most ssReal of the sessions are
-// real (one end of a socketpair, saved through the protocol); the others
-// are saved into the server's cache directly, their strings fresh copies
-// as the codec makes them, with stand-in descriptor numbers that can never
+// real (one end of a socketpair); the others are stand-ins. The server
+// process saves both into its cache directly, in index order, the strings
+// fresh copies as the codec makes them, stand-ins with stand-in descriptor numbers that can never
 // be open (the server's close of them is a harmless EBADF). The clients
 // only ever look up the real ones, drawn at random among them (their
 // entries lie scattered among the stand-ins' in memory), so every hit
@@ -151,10 +155,10 @@ func (c *ssClient) deliver() error {
 // ssResult is what one run of runScaleServer measured.
 type ssResult struct {
 	Sessions       int
-	HeapMiB        float64 // live heap the sessions take, after the fill
+	HeapMiB        float64 // memory the sessions take after the fill: cache and live Go heap
 	HeapPerSession float64 // bytes, a session and its destination
-	BaseRSSMiB     float64 // VmRSS before the fill, clients connected
-	RSSMiB         float64 // largest VmRSS while held, clients delivering
+	BaseRSSMiB     float64 // the server's VmRSS before the fill
+	RSSMiB         float64 // the server's largest VmRSS while held, clients delivering
 	FindDestP50    float64 // µs, find_dest while held (hits)
 	FindDestP99    float64
 	HeldMax        float64 // µs, the longest request of any kind while held
@@ -167,33 +171,193 @@ type ssResult struct {
 	Warnings       int64
 }
 
-// runScaleServer fills a server with n sessions and n destinations, runs
-// deliveries deliveries of ssClients clients while they are held, then
-// moves the server's clock (Config.Now) past all their deadlines at once
-// and keeps the clients delivering while the server expires them.
-func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
+// ssReport is what the server process tells the test, one JSON line per
+// command.
+type ssReport struct {
+	MemBytes  int64 // the cache's memory and the Go heap's growth by the fill
+	BaseRSS   int64 // KiB, before the fill
+	RSS       int64 // KiB, now
+	NumGC     uint32
+	Sessions  int
+	Warnings  int64
+	ExpiredNs int64 // expire: from the clock jump until nothing was due
+}
+
+// ssRealIndexes are the sessions of n that are real, the others stand-ins:
+// every step-th, at most ssReal.
+func ssRealIndexes(n int) []int {
+	real := min(n, ssReal)
+	step := n / real
+	var idx []int
+	for i := 0; i < n && len(idx) < real; i += step {
+		idx = append(idx, i)
+	}
+	return idx
+}
+
+// ssServe is the server process of the scale benchmark (TestScaleServer
+// with SCACHED_SCALE_HOST=n): a Server on the socket SCACHED_SCALE_SOCK
+// with n sessions and n destinations. The real sessions are one end of a
+// socketpair each, saved into the cache like the stand-ins, in index
+// order, so that they lie scattered among them; a hit hands out a real
+// descriptor over the socket. It answers commands on stdin with an
+// ssReport line on stdout: "fill" (then serves), "expire" (moves the
+// clock past every deadline and reports when nothing is due), "stats",
+// "quit".
+func ssServe(t *testing.T, n int, path string) {
 	var offset atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	log := new(ssLog)
 	s, err := New(Config{Log: log, MaxIdle: -1, TTLLimit: time.Hour, Now: clock})
 	if err != nil {
-		tb.Fatal(err)
+		t.Fatal(err)
 	}
-	path := filepath.Join(tb.TempDir(), "scache")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		tb.Fatal(err)
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln) }()
+	report := func(r ssReport) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		r.RSS, r.NumGC, r.Warnings = procStatus("VmRSS"), ms.NumGC, log.warnings.Load()
+		r.Sessions = s.cache.Sizes().Sessions
+		b, _ := json.Marshal(r)
+		fmt.Printf("SCALE %s\n", b)
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "fill":
+			runtime.GC()
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			cacheBefore := s.cache.Memory()
+			baseRSS := procStatus("VmRSS")
+			real := ssRealIndexes(n)
+			for i := range n {
+				fd := ssFake + i
+				if len(real) > 0 && real[0] == i {
+					real = real[1:]
+					p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					unix.Close(p[1])
+					fd = p[0]
+				}
+				// Fresh strings, as the codec makes them.
+				s.cache.SaveDest(time.Hour, ssDest(i), ssDestProp(i), ssEndp(i))
+				s.cache.SaveEndp(time.Hour, ssEndp(i), ssEndpProp(i), fd)
+			}
+			runtime.GC()
+			runtime.GC()
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			report(ssReport{
+				MemBytes: int64(after.HeapAlloc) - int64(before.HeapAlloc) + s.cache.Memory() - cacheBefore,
+				BaseRSS:  baseRSS,
+			})
+		case "expire":
+			if f := os.Getenv("SCACHED_SCALE_TRACE"); f != "" {
+				w, err := os.Create(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				if err := trace.Start(w); err != nil {
+					t.Fatal(err)
+				}
+				defer trace.Stop()
+			}
+			t0 := time.Now()
+			offset.Store(int64(2 * time.Hour))
+			for {
+				if next, ok := s.cache.NextDeadline(); !ok || next.After(clock()) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			report(ssReport{ExpiredNs: int64(time.Since(t0))})
+		case "stats":
+			report(ssReport{})
+		case "quit":
+			cancel()
+			if err := <-served; err != nil {
+				t.Error(err)
+			}
+			return
+		}
+	}
+	t.Fatal("stdin closed")
+}
+
+// ssHost is the test's handle on the server process.
+type ssHost struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+// do sends a command and reads the report.
+func (h *ssHost) do(tb testing.TB, cmd string) ssReport {
+	tb.Helper()
+	if _, err := fmt.Fprintln(h.in, cmd); err != nil {
+		tb.Fatal(err)
+	}
+	for h.out.Scan() {
+		if j, ok := strings.CutPrefix(h.out.Text(), "SCALE "); ok {
+			var r ssReport
+			if err := json.Unmarshal([]byte(j), &r); err != nil {
+				tb.Fatal(err)
+			}
+			return r
+		}
+	}
+	tb.Fatalf("server process: no report for %q", cmd)
+	return ssReport{}
+}
+
+// runScaleServer starts the server process (ssServe) with n sessions and
+// n destinations, runs deliveries deliveries of ssClients clients while
+// they are held, sampling the server's VmRSS, then has it move its clock
+// (Config.Now) past all their deadlines at once and keeps the clients
+// delivering while it expires them. The clients run in this process, so
+// that the server's RSS is its own.
+func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
+	path := filepath.Join(tb.TempDir(), "scache")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestScaleServer$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SCACHED_SCALE_HOST="+strconv.Itoa(n), "SCACHED_SCALE_SOCK="+path)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	h := &ssHost{cmd: cmd, in: in, out: bufio.NewScanner(out)}
 	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			tb.Error(err)
+		fmt.Fprintln(in, "quit")
+		in.Close()
+		for h.out.Scan() {
+		}
+		if err := cmd.Wait(); err != nil {
+			tb.Errorf("server process: %v", err)
 		}
 	}()
+	filled := h.do(tb, "fill")
+	if filled.Sessions != n {
+		tb.Fatalf("server process holds %d sessions, want %d", filled.Sessions, n)
+	}
 	clients := make([]*ssClient, ssClients)
+	real := ssRealIndexes(n)
 	for k := range clients {
 		cl, err := protocol.Dial(path, 10*time.Second)
 		if err != nil {
@@ -201,64 +365,26 @@ func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
 		}
 		defer cl.Close()
 		clients[k] = &ssClient{
-			cl:  cl,
-			r:   rand.New(rand.NewPCG(uint64(k), uint64(n))),
-			lat: make([]ssSample, 0, 4*deliveries/ssClients+4096),
+			cl:   cl,
+			r:    rand.New(rand.NewPCG(uint64(k), uint64(n))),
+			real: real,
+			lat:  make([]ssSample, 0, 4*deliveries/ssClients+4096),
 		}
 	}
 
-	// Fill: every step-th index is real, saved through the protocol; the
-	// others are stand-ins.
-	real := min(n, ssReal)
-	step := n / real
-	var realIdx []int
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	baseRSS := procStatus("VmRSS")
-	cl := clients[0].cl
-	for i := range n {
-		if i%step == 0 && len(realIdx) < real {
-			realIdx = append(realIdx, i)
-			p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			if st, err := cl.SaveDest(3600, ssDest(i), ssDestProp(i), ssEndp(i)); err != nil || st != 0 {
-				tb.Fatal(st, err)
-			}
-			if st, err := cl.SaveEndp(3600, ssEndp(i), ssEndpProp(i), p[0]); err != nil || st != 0 {
-				tb.Fatal(st, err)
-			}
-			unix.Close(p[0])
-			unix.Close(p[1])
-			continue
-		}
-		s.cache.SaveDest(time.Hour, ssDest(i), ssDestProp(i), ssEndp(i))
-		s.cache.SaveEndp(time.Hour, ssEndp(i), ssEndpProp(i), ssFake+i)
-	}
-	runtime.GC()
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
-	if sz := s.cache.Sizes(); sz.Sessions != n || sz.Dests != n || sz.Endps != n {
-		tb.Fatalf("filled %+v, want %d of each", sz, n)
-	}
-	for _, c := range clients {
-		c.real = realIdx
-	}
-
-	// Held: the clients share the deliveries; VmRSS is sampled meanwhile.
+	// Held: the clients share the deliveries; the server's VmRSS is
+	// sampled meanwhile.
 	var maxRSS atomic.Int64
+	maxRSS.Store(filled.RSS)
 	stopRSS := make(chan struct{})
 	rssDone := make(chan struct{})
+	statusPath := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
 	go func() {
 		defer close(rssDone)
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
-			maxRSS.Store(max(maxRSS.Load(), procStatus("VmRSS")))
+			maxRSS.Store(max(maxRSS.Load(), procStatusFile(statusPath, "VmRSS")))
 			select {
 			case <-stopRSS:
 				return
@@ -289,9 +415,7 @@ func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
 
 	// Expiry: everything saved so far falls due at once. The clients keep
 	// delivering (their finds now miss, so they save new sessions) until
-	// the cache has nothing due left.
-	var gcBefore runtime.MemStats
-	runtime.ReadMemStats(&gcBefore)
+	// the server has nothing due left.
 	stop := make(chan struct{})
 	for _, c := range clients {
 		wg.Go(func() {
@@ -309,19 +433,12 @@ func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
 		})
 	}
 	time.Sleep(50 * time.Millisecond)
+	gcBefore := h.do(tb, "stats").NumGC
 	t0 := time.Now()
-	offset.Store(int64(2 * time.Hour))
-	for {
-		if next, ok := s.cache.NextDeadline(); ok && next.After(clock()) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	expired := h.do(tb, "expire")
 	t1 := time.Now()
 	close(stop)
 	wg.Wait()
-	var gcAfter runtime.MemStats
-	runtime.ReadMemStats(&gcAfter)
 	var during []ssSample
 	for _, c := range clients {
 		for _, x := range c.lat {
@@ -336,7 +453,7 @@ func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
 	slices.SortFunc(during, func(a, b ssSample) int { return int(b.d - a.d) })
 	if os.Getenv("SCACHED_SCALE_DEBUG") != "" {
 		for _, x := range during[:min(10, len(during))] {
-			fmt.Printf("expiry: %s at +%v took %v\n", x.kind, x.start.Sub(t0), x.d)
+			tb.Logf("expiry: %s at +%v took %v", x.kind, x.start.Sub(t0), x.d)
 		}
 	}
 	// What the cache holds now was saved after the jump (or by a request
@@ -349,8 +466,9 @@ func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
 			}
 		}
 	}
-	if sz := s.cache.Sizes(); sz.Sessions > saves {
-		tb.Errorf("after the expiry the cache holds %+v, %d sessions saved since", sz, saves)
+	final := h.do(tb, "stats")
+	if final.Sessions > saves {
+		tb.Errorf("after the expiry the cache holds %d sessions, %d saved since", final.Sessions, saves)
 	}
 	durs := func(ss []ssSample, kind string) []time.Duration {
 		var d []time.Duration
@@ -365,20 +483,20 @@ func runScaleServer(tb testing.TB, n, deliveries int) ssResult {
 	fd := durs(held, "find_dest")
 	return ssResult{
 		Sessions:       n,
-		HeapMiB:        heap / (1 << 20),
-		HeapPerSession: heap / float64(n),
-		BaseRSSMiB:     float64(baseRSS) / 1024,
+		HeapMiB:        float64(filled.MemBytes) / (1 << 20),
+		HeapPerSession: float64(filled.MemBytes) / float64(n),
+		BaseRSSMiB:     float64(filled.BaseRSS) / 1024,
 		RSSMiB:         float64(maxRSS.Load()) / 1024,
 		FindDestP50:    us(ssQuantile(fd, 0.5)),
 		FindDestP99:    us(ssQuantile(fd, 0.99)),
 		HeldMax:        us(ssQuantile(durs(held, ""), 1)),
-		ExpiryMs:       float64(t1.Sub(t0).Microseconds()) / 1e3,
+		ExpiryMs:       float64(expired.ExpiredNs) / 1e6,
 		ExpiryP99:      us(ssQuantile(durs(during, ""), 0.99)),
 		ExpiryMax:      us(during[0].d),
 		ExpiryMaxKind:  during[0].kind,
 		ExpiryRequests: len(during),
-		ExpiryGCs:      gcAfter.NumGC - gcBefore.NumGC,
-		Warnings:       log.warnings.Load(),
+		ExpiryGCs:      final.NumGC - gcBefore,
+		Warnings:       final.Warnings,
 	}
 }
 
@@ -397,28 +515,30 @@ func TestScaleServerSmoke(t *testing.T) {
 }
 
 // TestScaleServer is the server-level scale benchmark. It runs when
-// SCACHED_SCALE lists the sizes, each in a process of its own (so that
-// the RSS figures are that size's alone), and prints a table:
+// SCACHED_SCALE lists the sizes, the server of each in a process of its
+// own (so that the RSS figures are that server's alone; the clients run in
+// the test's process), and prints a table:
 //
 //	SCACHED_SCALE=1000,10000,100000 go test -run '^TestScaleServer$' -v ./pkg/server
 //
 // SCACHED_SCALE_DELIVERIES sets the deliveries while held (default 40000);
-// SCACHED_SCALE_DEBUG=1 prints the slowest requests of the expiry. Timings
+// SCACHED_SCALE_DEBUG=1 prints the slowest requests of the expiry;
+// SCACHED_SCALE_TRACE=file writes the server's runtime trace of the
+// expiry (go tool trace). Timings
 // are wall-clock on whatever else the machine runs: compare the rows of
 // one run, and repeat it.
 func TestScaleServer(t *testing.T) {
-	deliveries := 40000
-	if v := os.Getenv("SCACHED_SCALE_DELIVERIES"); v != "" {
-		deliveries, _ = strconv.Atoi(v)
-	}
-	if one := os.Getenv("SCACHED_SCALE_ONE"); one != "" {
-		n, err := strconv.Atoi(one)
+	if host := os.Getenv("SCACHED_SCALE_HOST"); host != "" {
+		n, err := strconv.Atoi(host)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := json.Marshal(runScaleServer(t, n, deliveries))
-		fmt.Printf("SCALE %s\n", b)
+		ssServe(t, n, os.Getenv("SCACHED_SCALE_SOCK"))
 		return
+	}
+	deliveries := 40000
+	if v := os.Getenv("SCACHED_SCALE_DELIVERIES"); v != "" {
+		deliveries, _ = strconv.Atoi(v)
 	}
 	sizes := os.Getenv("SCACHED_SCALE")
 	if sizes == "" {
@@ -426,29 +546,14 @@ func TestScaleServer(t *testing.T) {
 	}
 	var rows []ssResult
 	for _, f := range strings.Split(sizes, ",") {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestScaleServer$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "SCACHED_SCALE_ONE="+strings.TrimSpace(f))
-		out, err := cmd.CombinedOutput()
+		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
-			t.Fatalf("size %s: %v\n%s", f, err, out)
+			t.Fatal(err)
 		}
-		var r ssResult
-		for _, l := range strings.Split(string(out), "\n") {
-			if j, ok := strings.CutPrefix(l, "SCALE "); ok {
-				if err := json.Unmarshal([]byte(j), &r); err != nil {
-					t.Fatal(err)
-				}
-			} else if strings.HasPrefix(l, "expiry: ") {
-				t.Logf("%s: %s", f, l)
-			}
-		}
-		if r.Sessions == 0 {
-			t.Fatalf("size %s: no result\n%s", f, out)
-		}
-		rows = append(rows, r)
+		rows = append(rows, runScaleServer(t, n, deliveries))
 	}
 	var tb strings.Builder
-	fmt.Fprintf(&tb, "| sessions | heap MiB | heap B/session | RSS MiB (before fill) | find_dest p50 µs | p50 / first | find_dest p99 µs | max held µs | expiry ms | requests during expiry | their p99 µs | their max µs | GCs during expiry | warnings |\n")
+	fmt.Fprintf(&tb, "| sessions | cache+heap MiB | B/session | RSS MiB (before fill) | find_dest p50 µs | p50 / first | find_dest p99 µs | max held µs | expiry ms | requests during expiry | their p99 µs | their max µs | GCs during expiry | warnings |\n")
 	fmt.Fprintf(&tb, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rows {
 		fmt.Fprintf(&tb, "| %d | %.1f | %.0f | %.1f (%.1f) | %.0f | %.2f× | %.0f | %.0f | %.1f | %d | %.0f | %.0f (%s) | %d | %d |\n",

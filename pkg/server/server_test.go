@@ -232,8 +232,11 @@ func TestDescriptorTableReserved(t *testing.T) {
 
 // procStatus returns a field of /proc/self/status (VmRSS in KiB, FDSize),
 // or -1.
-func procStatus(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func procStatus(field string) int64 { return procStatusFile("/proc/self/status", field) }
+
+// procStatusFile returns a field of a /proc/PID/status file, or -1.
+func procStatusFile(path, field string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return -1
 	}
