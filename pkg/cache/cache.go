@@ -161,6 +161,12 @@ func (c *Cache) SaveEndp(ttl time.Duration, label, prop string, fd int) (evicted
 	return -1, NoEviction
 }
 
+// SaveEndpBytes is SaveEndp with the label and property as bytes, which
+// it only reads during the call (views into a read buffer will do).
+func (c *Cache) SaveEndpBytes(ttl time.Duration, label, prop []byte, fd int) (evicted int, why Eviction) {
+	return c.SaveEndp(ttl, bytesString(label), bytesString(prop), fd)
+}
+
 // evictOldest removes the session saved longest ago in the whole cache and
 // returns its descriptor, or -1 when the cache is no longer over
 // MaxSessions (other goroutines took or evicted sessions meanwhile). It
@@ -273,6 +279,12 @@ func (c *Cache) SaveDest(ttl time.Duration, label, prop, endpLabel string) Evict
 		return DestinationLimit
 	}
 	return NoEviction
+}
+
+// SaveDestBytes is SaveDest with the strings as bytes, which it only reads
+// during the call (views into a read buffer will do).
+func (c *Cache) SaveDestBytes(ttl time.Duration, label, prop, endpLabel []byte) Eviction {
+	return c.SaveDest(ttl, bytesString(label), bytesString(prop), bytesString(endpLabel))
 }
 
 // FindDest walks the live bindings of the destination label oldest first

@@ -26,12 +26,14 @@ func TestCodecAllocs(t *testing.T) {
 		{"find_dest", "request^@find_dest^@label^@smtp\n[127.0.0.1]:2525\n^@^@", false, 1},
 		{"find_dest view", "request^@find_dest^@label^@smtp\n[127.0.0.1]:2525\n^@^@", true, 0},
 		{"find_endp view", "request^@find_endp^@label^@smtp\n127.0.0.1\n2525\n0\n^@^@", true, 0},
-		{"save_endp", "request^@save_endp^@ttl^@2^@label^@smtp\n127.0.0.1\n2525\n0\n^@property^@tls_level=0\n^@^@", true, 2},
-		{"save_dest", "request^@save_dest^@ttl^@2^@label^@smtp\n[127.0.0.1]:2525\n^@property^@destination=x\n^@label^@smtp\n127.0.0.1\n2525\n0\n^@^@", true, 3},
+		{"save_endp", "request^@save_endp^@ttl^@2^@label^@smtp\n127.0.0.1\n2525\n0\n^@property^@tls_level=0\n^@^@", false, 2},
+		{"save_dest", "request^@save_dest^@ttl^@2^@label^@smtp\n[127.0.0.1]:2525\n^@property^@destination=x\n^@label^@smtp\n127.0.0.1\n2525\n0\n^@^@", false, 3},
+		{"save_endp views", "request^@save_endp^@ttl^@2^@label^@smtp\n127.0.0.1\n2525\n0\n^@property^@tls_level=0\n^@^@", true, 0},
+		{"save_dest views", "request^@save_dest^@ttl^@2^@label^@smtp\n[127.0.0.1]:2525\n^@property^@destination=x\n^@label^@smtp\n127.0.0.1\n2525\n0\n^@^@", true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc, peer := serverOver(t, 1<<20)
-			sc.SetLabelViews(tc.views)
+			sc.SetViews(tc.views)
 			// Everything is in the socket before the count starts.
 			peer.writeRaw([]byte(strings.Repeat(string(wire(tc.req)), runs+1)))
 			if err := peer.Flush(); err != nil {
@@ -103,7 +105,7 @@ func TestLabelViewSurvivesBufferReuse(t *testing.T) {
 		for _, typ := range []string{"find_dest", "find_endp"} {
 			t.Run(tc.name+"/"+typ, func(t *testing.T) {
 				sc, peer := serverOver(t, 1<<20)
-				sc.SetLabelViews(true)
+				sc.SetViews(true)
 				head := "request^@" + typ + "^@label^@"
 				n := minReadBuf - len(wire(head)) - 1 // the label's NUL is the last byte of the buffer
 				if tc.name != "terminator in the next read" {
@@ -126,6 +128,51 @@ func TestLabelViewSurvivesBufferReuse(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// The three views of a save_dest must hold their strings whichever of
+// them the read buffer had to move or start over for: the lengths here
+// put the strings' NULs, and the following names, on every side of the
+// 4 KiB buffer's end, the client writing in pieces so that reads stop
+// there. KeepViews copies must survive the next request's read.
+func TestSaveViewsSurviveBufferMoves(t *testing.T) {
+	sc, peer := serverOver(t, 1<<20)
+	sc.SetViews(true)
+	mk := func(c byte, n int) string { return strings.Repeat(string(c), n) }
+	for n := minReadBuf - 120; n < minReadBuf+40; n += 7 {
+		label, prop, endp := mk('l', n/3), mk('p', n/2), mk('e', n-n/3-n/2+n%11)
+		req1 := "request^@save_dest^@ttl^@5^@label^@" + label + "^@property^@" + prop + "^@label^@" + endp + "^@^@"
+		req2 := "request^@save_endp^@ttl^@5^@label^@" + endp + "^@property^@" + label + "^@^@"
+		in := wire(req1 + req2)
+		written := make(chan struct{})
+		go func() {
+			defer close(written)
+			// Pieces of 1000 bytes, so that reads end mid-string.
+			for len(in) > 0 {
+				k := min(1000, len(in))
+				peer.writeRaw(in[:k])
+				peer.Flush()
+				in = in[k:]
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		req, err := sc.ReadRequest()
+		if err != nil || !req.Valid || req.Type != SaveDest {
+			t.Fatalf("n=%d: %v %v %q", n, parsed(req), err, req.Warnings)
+		}
+		if string(req.LabelView) != label || string(req.PropView) != prop || string(req.EndpLabelView) != endp || req.Label != "" {
+			t.Fatalf("n=%d: save_dest views overwritten", n)
+		}
+		sc.KeepViews(&req)
+		req2r, err := sc.ReadRequest()
+		if err != nil || !req2r.Valid || string(req2r.LabelView) != endp || string(req2r.PropView) != label {
+			t.Fatalf("n=%d: save_endp: %v %v", n, parsed(req2r), err)
+		}
+		if string(req.LabelView) != label || string(req.PropView) != prop || string(req.EndpLabelView) != endp {
+			t.Fatalf("n=%d: kept views overwritten by the next request", n)
+		}
+		<-written // the writer is done with peer before the next one starts
 	}
 }
 

@@ -51,25 +51,27 @@ type Request struct {
 	Prop string
 	// EndpLabel is save_dest's endpoint label.
 	EndpLabel string
-	// LabelView is the label of a find_endp or find_dest request, instead
-	// of Label, when the ServerConn was told so (SetLabelViews): the bytes
-	// are not copied, and they are valid only until the next read from
-	// the connection (ReadRequest, ReadDummy, RecvFD, WaitInput). Look it
-	// up and let go of it before then; string(LabelView) makes a copy to
-	// keep.
-	LabelView []byte
+	// LabelView, PropView and EndpLabelView are Label, Prop and EndpLabel
+	// when the ServerConn was told so (SetViews): the bytes are not
+	// copied, and they are valid only until the next read from the
+	// connection (ReadRequest, ReadDummy, RecvFD, WaitInput), or, after
+	// KeepViews, until the next KeepViews. Use them and let go of them before
+	// then; string(LabelView) makes a copy to keep.
+	LabelView, PropView, EndpLabelView []byte
 	// Warnings are what Postfix's scache(8) would log while reading this
 	// request, in order. They name attributes, never labels or properties.
 	Warnings []string
 }
 
 var (
-	wantSaveEndp  = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}}
-	wantLabel     = []attrWant{{AttrLabel, false, false}}
-	wantLabelView = []attrWant{{AttrLabel, false, true}}
-	wantSaveDest  = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}, {AttrLabel, false, false}}
-	wantRequest   = []attrWant{{AttrRequest, false, true}}
-	wantDummy     = []attrWant{{AttrDummy, false, false}}
+	wantSaveEndp      = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}}
+	wantSaveEndpViews = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, true}, {AttrProperty, false, true}}
+	wantLabel         = []attrWant{{AttrLabel, false, false}}
+	wantLabelView     = []attrWant{{AttrLabel, false, true}}
+	wantSaveDest      = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, false}, {AttrProperty, false, false}, {AttrLabel, false, false}}
+	wantSaveDestViews = []attrWant{{AttrTTL, true, false}, {AttrLabel, false, true}, {AttrProperty, false, true}, {AttrLabel, false, true}}
+	wantRequest       = []attrWant{{AttrRequest, false, true}}
+	wantDummy         = []attrWant{{AttrDummy, false, false}}
 )
 
 // ServerConn is the server end of one client connection.
@@ -77,15 +79,38 @@ type ServerConn struct {
 	*Conn
 	sc        scanner
 	limit     int
-	skipValue bool // the rest of a malformed request is to be skipped,
-	skip      bool // starting with a value if skipValue
-	views     bool // find labels go to Request.LabelView
+	skipValue bool   // the rest of a malformed request is to be skipped,
+	skip      bool   // starting with a value if skipValue
+	views     bool   // strings go to the Request's views
+	kept      []byte // KeepViews' copies
 }
 
-// SetLabelViews says whether ReadRequest returns the label of find_endp
-// and find_dest requests as Request.LabelView, a view into the read buffer
-// that costs no allocation, instead of copying it into Request.Label.
-func (s *ServerConn) SetLabelViews(on bool) { s.views = on }
+// SetViews says whether ReadRequest returns the strings of a request as
+// views into the read buffer that cost no allocation (Request.LabelView,
+// PropView, EndpLabelView) instead of copying them into Request.Label,
+// Prop and EndpLabel.
+func (s *ServerConn) SetViews(on bool) { s.views = on }
+
+// KeepViews copies req's views into a buffer of the ServerConn's own and
+// points them there, so that they stay valid across reads until the next
+// KeepViews: a save_endp's label and property while its descriptor is
+// received. It allocates only to grow the buffer.
+func (s *ServerConn) KeepViews(req *Request) {
+	n := len(req.LabelView) + len(req.PropView) + len(req.EndpLabelView)
+	if cap(s.kept) < n || cap(s.kept) > minReadBuf && n <= minReadBuf {
+		s.kept = make([]byte, 0, max(n, 64))
+	}
+	s.kept = s.kept[:0]
+	keep := func(v []byte) []byte {
+		if v == nil {
+			return nil
+		}
+		i := len(s.kept)
+		s.kept = append(s.kept, v...)
+		return s.kept[i:len(s.kept):len(s.kept)]
+	}
+	req.LabelView, req.PropView, req.EndpLabelView = keep(req.LabelView), keep(req.PropView), keep(req.EndpLabelView)
+}
 
 // NewServerConn wraps uc for a server. limit caps the bytes of one request
 // (all its strings and terminators). The ServerConn owns uc.
@@ -129,16 +154,16 @@ func (s *ServerConn) ReadRequest() (Request, error) {
 		return req, nil
 	}
 	var wants []attrWant
-	name := s.sc.view
+	name := s.sc.views[0]
 	switch string(name) {
 	case ReqSaveEndp:
-		req.Type, wants = SaveEndp, wantSaveEndp
+		req.Type, wants = SaveEndp, s.want(wantSaveEndp, wantSaveEndpViews)
 	case ReqFindEndp:
-		req.Type, wants = FindEndp, s.wantLabel()
+		req.Type, wants = FindEndp, s.want(wantLabel, wantLabelView)
 	case ReqSaveDest:
-		req.Type, wants = SaveDest, wantSaveDest
+		req.Type, wants = SaveDest, s.want(wantSaveDest, wantSaveDestViews)
 	case ReqFindDest:
-		req.Type, wants = FindDest, s.wantLabel()
+		req.Type, wants = FindDest, s.want(wantLabel, wantLabelView)
 	default:
 		req.Type = UnknownRequest
 		s.sc.warnf("unrecognized request: \"%s\", ignored", printable(name))
@@ -152,35 +177,36 @@ func (s *ServerConn) ReadRequest() (Request, error) {
 	}
 	s.skip, s.skipValue = res.midList, res.valuePending
 	req.Valid = res.n == len(wants)
+	// Views: the scanner keeps them valid (in its own copy if the buffer
+	// had to move) until the next read.
+	v := &s.sc.views
 	switch req.Type {
 	case SaveEndp:
 		req.TTL, req.Label, req.Prop = s.sc.nums[0], s.sc.strs[1], s.sc.strs[2]
+		req.LabelView, req.PropView = v[1], v[2]
 		req.Valid = req.Valid && req.TTL > 0
 	case FindEndp, FindDest:
-		if s.views {
-			// A view: the scanner keeps it valid (in its own copy if the
-			// buffer had to move) until the next read.
-			req.LabelView = s.sc.view
-		} else {
-			req.Label = s.sc.strs[0]
-		}
+		req.Label, req.LabelView = s.sc.strs[0], v[0]
 	case SaveDest:
 		req.TTL, req.Label, req.Prop = s.sc.nums[0], s.sc.strs[1], s.sc.strs[2]
 		req.EndpLabel = s.sc.strs[3]
+		req.LabelView, req.PropView, req.EndpLabelView = v[1], v[2], v[3]
 		req.Valid = req.Valid && req.TTL > 0
 	}
 	if !req.Valid {
-		req.TTL, req.Label, req.Prop, req.EndpLabel, req.LabelView = 0, "", "", "", nil
+		req.TTL, req.Label, req.Prop, req.EndpLabel = 0, "", "", ""
+		req.LabelView, req.PropView, req.EndpLabelView = nil, nil, nil
 	}
 	req.Warnings = s.sc.warnings
 	return req, nil
 }
 
-func (s *ServerConn) wantLabel() []attrWant {
+// want returns copies or views, as SetViews said.
+func (s *ServerConn) want(copies, views []attrWant) []attrWant {
 	if s.views {
-		return wantLabelView
+		return views
 	}
-	return wantLabel
+	return copies
 }
 
 func (s *ServerConn) fail(req Request, err error) (Request, error) {

@@ -9,8 +9,8 @@ import (
 type attrWant struct {
 	name   string
 	number bool
-	// view: keep the value as a view into the read buffer (s.view), valid
-	// only until the next read, instead of copying it into s.strs.
+	// view: keep the value as a view into the read buffer (s.views),
+	// valid until the next scan, instead of copying it into s.strs.
 	view bool
 }
 
@@ -34,11 +34,12 @@ type scanner struct {
 	warnings []string  // what Postfix would log, in order
 	strs     [4]string // copies: later reads may move the buffer
 	nums     [4]int
-	// view is the value of the attribute wanted as a view: a slice of the
-	// read buffer or, once a read might have moved the buffer, of own.
-	view    []byte
-	own     []byte
-	viewBuf bool // view is a slice of the read buffer
+	// views are the values of the attributes wanted as views, by position:
+	// slices of the read buffer or, once a read might have moved the
+	// buffer, of own.
+	views [4][]byte
+	own   []byte
+	inBuf uint8 // bit i: views[i] is a slice of the read buffer
 }
 
 func (s *scanner) warnf(format string, args ...any) {
@@ -48,13 +49,12 @@ func (s *scanner) warnf(format string, args ...any) {
 // next reads one string and charges it, with its NUL, to the request
 // budget: a request of exactly the budget passes, one byte more does not.
 //
-// A view taken earlier in the scan is copied to s.own first if the read
-// may move or overwrite the buffer (the next string has not arrived in
-// full), so that it stays valid until the next scan.
+// The views taken earlier in the scan are copied to s.own first if the
+// read may move or overwrite the buffer (the next string has not arrived
+// in full), so that they stay valid until the next scan.
 func (s *scanner) next() ([]byte, error) {
-	if s.viewBuf && !s.c.stringBuffered() {
-		s.own = append(s.own[:0], s.view...)
-		s.view, s.viewBuf = s.own, false
+	if s.inBuf != 0 && !s.c.stringBuffered() {
+		s.moveViews()
 	}
 	b, err := s.c.readString(s.budget - 1)
 	if err != nil {
@@ -64,6 +64,20 @@ func (s *scanner) next() ([]byte, error) {
 	return b, nil
 }
 
+// moveViews copies the views that are slices of the read buffer to s.own
+// and points them there. Views moved before stay where they are (in own's
+// earlier array, if appending moves it).
+func (s *scanner) moveViews() {
+	for i := range s.views {
+		if s.inBuf&(1<<i) != 0 {
+			start := len(s.own)
+			s.own = append(s.own, s.views[i]...)
+			s.views[i] = s.own[start:len(s.own):len(s.own)]
+		}
+	}
+	s.inBuf = 0
+}
+
 // scan mirrors util/attr_scan0.c:attr_vscan0() with ATTR_FLAG_STRICT, plus
 // ATTR_FLAG_MORE when more is set: the wanted attributes must come in order;
 // an early terminator ends the scan with a "missing attribute" warning; any
@@ -71,14 +85,15 @@ func (s *scanner) next() ([]byte, error) {
 // name, not its value); after the wanted attributes, the terminator is
 // consumed unless more is set, and an extra attribute there is reported but
 // does not reduce the count. Strings land in s.strs, numbers in s.nums, by
-// position (views in s.view). An error is returned only when the stream fails (EOF, timeout,
+// position (views in s.views). An error is returned only when the stream fails (EOF, timeout,
 // size limit); the scan result then is meaningless.
 func (s *scanner) scan(wants []attrWant, more bool) (scanResult, error) {
 	var res scanResult
-	s.view, s.viewBuf = nil, false
+	s.views, s.inBuf = [4][]byte{}, 0
 	if cap(s.own) > minReadBuf {
 		s.own = nil // give back a large label's memory
 	}
+	s.own = s.own[:0]
 	for i := 0; ; i++ {
 		end := i == len(wants)
 		if end && more {
@@ -117,7 +132,8 @@ func (s *scanner) scan(wants []attrWant, more bool) (scanResult, error) {
 			}
 			s.nums[i] = v
 		} else if wants[i].view {
-			s.view, s.viewBuf = value, true
+			s.views[i] = value
+			s.inBuf |= 1 << i
 		} else {
 			s.strs[i] = string(value)
 		}

@@ -23,9 +23,10 @@ func (s *Server) serveClient(uc *net.UnixConn) {
 	}
 	pc := protocol.NewServerConn(protocol.NewConn(uc, s.cfg.IPCTimeout), streamName, s.cfg.RequestSizeLimit)
 	defer pc.Close()
-	// Find labels are looked up in place; handle uses them before it
-	// reads from the connection again.
-	pc.SetLabelViews(true)
+	// Labels and properties are used in place (the cache copies what it
+	// keeps); handle uses them before it reads from the connection again,
+	// or keeps them (KeepViews).
+	pc.SetViews(true)
 	// What the finds hand out, in buffers reused for every request.
 	var found cache.Found
 	if !s.greet(pc) {
@@ -121,13 +122,13 @@ func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request, f *cache.
 	case protocol.SaveEndp:
 		return s.saveEndp(pc, req)
 	case protocol.SaveDest:
-		why := s.cache.SaveDest(s.clamp(req.TTL), req.Label, req.Prop, req.EndpLabel)
+		why := s.cache.SaveDestBytes(s.clamp(req.TTL), req.LabelView, req.PropView, req.EndpLabelView)
 		s.evicted(-1, why)
 		s.saved()
 		pc.WriteStatus(req.Type, protocol.StatusOK)
 		s.samplePeaks(req.Type)
 		if s.cfg.Verbose {
-			s.cfg.Log.Debugf("save_dest ttl=%d dest=%q endp=%q", req.TTL, req.Label, req.EndpLabel)
+			s.cfg.Log.Debugf("save_dest ttl=%d dest=%q endp=%q", req.TTL, req.LabelView, req.EndpLabelView)
 		}
 		return true
 	case protocol.FindEndp:
@@ -163,6 +164,7 @@ func (s *Server) handle(pc *protocol.ServerConn, req protocol.Request, f *cache.
 // saveEndp receives the descriptor of a valid save_endp request and caches
 // it (scache.c:scache_save_endp_service()).
 func (s *Server) saveEndp(pc *protocol.ServerConn, req protocol.Request) bool {
+	pc.KeepViews(&req) // receiving the descriptor reads from the connection
 	pc.WriteDummy()
 	fd, err := pc.RecvFD()
 	s.warnDiscarded(pc)
@@ -174,12 +176,12 @@ func (s *Server) saveEndp(pc *protocol.ServerConn, req protocol.Request) bool {
 		pc.WriteStatus(req.Type, protocol.StatusFail)
 		return true
 	}
-	s.evicted(s.cache.SaveEndp(s.clamp(req.TTL), req.Label, req.Prop, fd))
+	s.evicted(s.cache.SaveEndpBytes(s.clamp(req.TTL), req.LabelView, req.PropView, fd))
 	s.saved()
 	pc.WriteStatus(req.Type, protocol.StatusOK)
 	s.samplePeaks(req.Type)
 	if s.cfg.Verbose {
-		s.cfg.Log.Debugf("save_endp ttl=%d endp=%q fd=%d", req.TTL, req.Label, fd)
+		s.cfg.Log.Debugf("save_endp ttl=%d endp=%q fd=%d", req.TTL, req.LabelView, fd)
 	}
 	return true
 }

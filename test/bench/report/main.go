@@ -376,7 +376,8 @@ func render(resDir, docs, command string, seconds int, quick bool) error {
 			w("**100,000 sessions could not be run on this machine**: each cached session is a descriptor in scached and one in the generator, ")
 			w("and RLIMIT_NOFILE's hard limit here is %s with no CAP_SYS_RESOURCE to raise it (not even for root in this container), ", hardLimit())
 			w("so %d sessions is the largest real run. On a machine where root may raise the limit, `make bench` runs 100,000 (it tries `prlimit` first). ", last.Sessions)
-			w("The cache's own behaviour at 100,000 sessions is measured in-process below (*BenchmarkCacheScale*), with stand-in descriptors.\n\n")
+			w("The cache's own behaviour at 100,000 sessions is measured in-process below (*BenchmarkCacheScale*), with stand-in descriptors, ")
+			w("and the whole server holding 100,000 sessions, in a process of its own, in [scale.md](scale.md) (`TestScaleServer`).\n\n")
 		}
 	}
 
