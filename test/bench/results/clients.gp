@@ -1,5 +1,5 @@
 set terminal pngcairo size 1400,620 font "DejaVu Sans,12"
-set output "docs/benchmarks-clients.png"
+set output "/work/main/docs/benchmarks-clients.png"
 set datafile missing "NaN"
 set multiplot layout 1,2 title "realistic workload (find\\_dest, find\\_endp, new connection, save\\_dest, save\\_endp), same machine"
 set logscale x 2
@@ -13,7 +13,7 @@ set format y "%.0fk"
 set title "throughput (higher is better)"
 set yrange [0:*]
 set offsets 0, 0, graph 0.3, 0
-plot "test/bench/results/clients.dat" using 1:($4/1000) with linespoints lw 2 pt 6 lc rgb "#999999" dashtype 2 title "limit (no cache, same syscalls)", \
+plot "/work/main/test/bench/results/clients.dat" using 1:($4/1000) with linespoints lw 2 pt 6 lc rgb "#999999" dashtype 2 title "limit (no cache, same syscalls)", \
      "" using 1:($2/1000) with linespoints lw 3 pt 7 lc rgb "#1f77b4" title "scached", \
      "" using 1:($3/1000) with linespoints lw 3 pt 5 lc rgb "#d62728" title "Postfix scache"
 set title "p99 latency (lower is better)"
@@ -23,7 +23,7 @@ set logscale y
 set yrange [*:*]
 set offsets 0, 0, 0, 0
 set key bottom right
-plot "test/bench/results/clients.dat" using 1:7 with linespoints lw 2 pt 6 lc rgb "#999999" dashtype 2 title "limit", \
+plot "/work/main/test/bench/results/clients.dat" using 1:7 with linespoints lw 2 pt 6 lc rgb "#999999" dashtype 2 title "limit", \
      "" using 1:5 with linespoints lw 3 pt 7 lc rgb "#1f77b4" title "scached", \
      "" using 1:6 with linespoints lw 3 pt 5 lc rgb "#d62728" title "Postfix scache"
 unset multiplot
