@@ -137,7 +137,7 @@ func (p *pool) init(size uint32) {
 // at returns the address of a slot.
 func (p *pool) at(slot uint32) unsafe.Pointer {
 	k, i := p.chunkOf(slot)
-	return unsafe.Pointer(&p.chunks[k][i*p.size])
+	return unsafe.Pointer(&p.chunks[k][uint(i)*uint(p.size)])
 }
 
 // alloc returns a record of at least n bytes. Its contents are undefined;
@@ -161,7 +161,7 @@ func (a *arena) alloc(n int) ref {
 		panic(fmt.Sprintf("cache: more than %d records of %d bytes in a shard", maxSlots, p.size))
 	}
 	if k, _ := p.chunkOf(slot); k == len(p.chunks) {
-		p.chunks = append(p.chunks, allocMem(int(p.chunkSlots(k)*p.size)))
+		p.chunks = append(p.chunks, allocMem(int(p.chunkSlots(k))*int(p.size)))
 	}
 	p.used++
 	return ref(c<<refSlotBits) | ref(slot)
