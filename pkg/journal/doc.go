@@ -43,9 +43,11 @@
 // The fields are SCACHE_DEST_HITS, SCACHE_DEST_MISSES, SCACHE_ENDP_HITS,
 // SCACHE_ENDP_MISSES, SCACHE_PEAK_DESTS, SCACHE_PEAK_ENDPS,
 // SCACHE_PEAK_SESSIONS and SCACHE_INTERVAL_SECONDS, all decimal. scached
-// adds one figure of its own, SCACHED_GOROUTINES (Stats.Goroutines), which
-// Postfix's text never shows; with Verbose a debug record
-// "statistics (scached): goroutines=N" carries it to stderr as well.
+// adds two figures of its own, SCACHED_GOROUTINES (Stats.Goroutines) and
+// SCACHED_CACHE_BYTES (Stats.CacheBytes), which Postfix's text never
+// shows; with Verbose a debug record
+// "statistics (scached): goroutines=N cache_bytes=M" carries them to
+// stderr as well.
 //
 // # Engine
 //

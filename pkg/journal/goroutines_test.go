@@ -94,3 +94,31 @@ func TestStatisticsGoroutinesJournal(t *testing.T) {
 		}
 	}
 }
+
+// The cache's memory rides along the same way: a journal field, the debug
+// record, never Postfix's text, never activity of its own.
+func TestStatsCacheBytes(t *testing.T) {
+	s := testStats
+	if _, ok := s.Fields()[FieldCacheBytes]; ok {
+		t.Errorf("%s present with CacheBytes unset", FieldCacheBytes)
+	}
+	s.Goroutines, s.CacheBytes = 12, 4<<20
+	if got := s.Fields()[FieldCacheBytes]; got != "4194304" {
+		t.Errorf("%s = %q, want \"4194304\"", FieldCacheBytes, got)
+	}
+	if !validFieldName(FieldCacheBytes) {
+		t.Errorf("%s is not a valid journal field name", FieldCacheBytes)
+	}
+	if !reflect.DeepEqual(s.Lines(), testStatsLines) {
+		t.Errorf("Lines() changed: %q", s.Lines())
+	}
+	l, out := newText(true)
+	l.Statistics(s)
+	if want := prefix() + "statistics (scached): goroutines=12 cache_bytes=4194304\n"; !strings.HasSuffix(out.String(), want) {
+		t.Errorf("stderr ends %q, want %q", out.String(), want)
+	}
+	only := Stats{Start: testStats.Start, CacheBytes: 1 << 20}
+	if !only.Zero() || only.Lines() != nil {
+		t.Errorf("cache bytes alone made an interval worth logging: %q", only.Lines())
+	}
+}

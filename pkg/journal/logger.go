@@ -153,9 +153,10 @@ func (l *Logger) Fatalf(format string, args ...any) { l.log.Fatalf(format, args.
 // Statistics logs one interval as Postfix does (see Stats.Lines), one
 // informational record per line. Each record also carries the interval's
 // counters as journal fields (see Stats.Fields); text output shows only the
-// line. When Goroutines is set, a debug record follows (Verbose only):
+// line. When Goroutines or CacheBytes is set, a debug record follows
+// (Verbose only) with what is set:
 //
-//	statistics (scached): goroutines=12
+//	statistics (scached): goroutines=12 cache_bytes=1048576
 //
 // so that the figure also reaches stderr; Postfix's lines stay as they
 // are. A Zero interval logs nothing.
@@ -172,7 +173,14 @@ func (l *Logger) Statistics(s Stats) {
 	for _, line := range lines {
 		e.Info(line)
 	}
-	if s.Goroutines > 0 {
-		e.Debugf("statistics (scached): goroutines=%d", s.Goroutines)
+	if s.Goroutines > 0 || s.CacheBytes > 0 {
+		text := "statistics (scached):"
+		if s.Goroutines > 0 {
+			text += " goroutines=" + strconv.Itoa(s.Goroutines)
+		}
+		if s.CacheBytes > 0 {
+			text += " cache_bytes=" + strconv.FormatInt(s.CacheBytes, 10)
+		}
+		e.Debug(text)
 	}
 }

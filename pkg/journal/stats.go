@@ -24,6 +24,14 @@ type Stats struct {
 	// SCACHED_GOROUTINES and in a debug record, never in Postfix's text,
 	// and does not make an interval non-Zero. 0: not reported.
 	Goroutines int
+
+	// CacheBytes is scached's own figure too: the memory the cache held
+	// for its records, label tables and heaps when the interval was logged
+	// (cache.Cache.Memory), outside the Go heap. Like Goroutines it
+	// appears only as the journal field SCACHED_CACHE_BYTES and in the
+	// debug record, and does not make an interval non-Zero. 0: not
+	// reported.
+	CacheBytes int64
 }
 
 // Zero reports whether nothing happened in the interval; Postfix logs
@@ -89,11 +97,14 @@ const (
 	// FieldGoroutines is scached's own (hence SCACHED_, not SCACHE_); it
 	// is present only when Stats.Goroutines is set.
 	FieldGoroutines = "SCACHED_GOROUTINES"
+	// FieldCacheBytes is present only when Stats.CacheBytes is set.
+	FieldCacheBytes = "SCACHED_CACHE_BYTES"
 )
 
 // Fields returns the interval's counters as journal fields, in decimal.
 // SCACHE_INTERVAL_SECONDS is the interval rounded to the nearest second;
-// SCACHED_GOROUTINES is present when Goroutines is positive.
+// SCACHED_GOROUTINES and SCACHED_CACHE_BYTES are present when Goroutines
+// and CacheBytes are positive.
 func (s Stats) Fields() map[string]string {
 	f := map[string]string{
 		FieldDestHits:        strconv.Itoa(s.DestHits),
@@ -107,6 +118,9 @@ func (s Stats) Fields() map[string]string {
 	}
 	if s.Goroutines > 0 {
 		f[FieldGoroutines] = strconv.Itoa(s.Goroutines)
+	}
+	if s.CacheBytes > 0 {
+		f[FieldCacheBytes] = strconv.FormatInt(s.CacheBytes, 10)
 	}
 	return f
 }

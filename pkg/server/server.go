@@ -364,6 +364,7 @@ func (s *Server) dumpStatistics() {
 		PeakEndps:    int(s.peakEndps.Swap(0)),
 		PeakSessions: int(s.peakSessions.Swap(0)),
 		Goroutines:   runtime.NumGoroutine(),
+		CacheBytes:   s.cache.Memory(),
 	}
 	s.statsStart = now
 	if !st.Zero() {
