@@ -224,6 +224,14 @@ func (a *arena) bytesAt(r ref, off, n uint32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Add(a.ptr(r), off)), n)
 }
 
+// putString copies str into r's record at offset off and returns the
+// offset after it.
+func (a *arena) putString(r ref, off uint32, str string) uint32 {
+	n := uint32(len(str))
+	copy(a.bytesAt(r, off, n), str)
+	return off + n
+}
+
 // stringAt is bytesAt as a string that aliases the record: it is valid
 // only while the record is, and only under the shard's lock.
 func (a *arena) stringAt(r ref, off, n uint32) string {
@@ -241,16 +249,4 @@ func (a *arena) inUse() int64 {
 		n += int64(len(b))
 	}
 	return n
-}
-
-// usage returns the number of chunks the arena has mapped and their size
-// (the address space; only the pages touched take memory).
-func (a *arena) usage() (chunks, bytes int) {
-	for c := range a.pools {
-		for _, ch := range a.pools[c].chunks {
-			chunks++
-			bytes += len(ch)
-		}
-	}
-	return chunks, bytes
 }

@@ -247,16 +247,24 @@ func (c *Cache) FindEndpInto(f *Found, label []byte) bool {
 }
 
 func (c *Cache) findEndp(f *Found, label string) (ok bool) {
-	now := c.clock()
-	s, h := c.shardOf(label)
-	s.lock(now)
-	f.buf, f.FD, ok = s.findEndpLocked(s.findListLocked(&s.endps, h, label), now, f.buf[:0])
-	s.unlock()
+	f.buf, f.FD, ok = c.takeSession(c.clock(), label, f.buf[:0])
 	if !ok {
 		return f.miss()
 	}
 	f.DestProp, f.EndpProp = nil, f.buf
 	return true
+}
+
+// takeSession removes the oldest live session of the endpoint label under
+// its shard's lock, appends its property to dst and returns its
+// descriptor, which the caller owns: the lookup of FindEndp, and of each
+// endpoint FindDest tries. label is only read before dst is appended to.
+func (c *Cache) takeSession(now int64, label string, dst []byte) (_ []byte, fd int, ok bool) {
+	s, h := c.shardOf(label)
+	s.lock(now)
+	dst, fd, ok = s.findEndpLocked(s.findListLocked(&s.endps, h, label), now, dst)
+	s.unlock()
+	return dst, fd, ok
 }
 
 // SaveDest binds the destination label to the endpoint label endpLabel
@@ -318,14 +326,11 @@ func (c *Cache) findDest(f *Found, label string) bool {
 	f.buf, f.bindings = s.bindingsLocked(s.findListLocked(&s.dests, h, label), now, f.buf[:0], f.bindings[:0])
 	s.unlock()
 	for _, b := range f.bindings {
-		// endp aliases f.buf; findEndpLocked appends after the lookup.
+		// endp aliases f.buf, which takeSession appends to after the lookup.
 		endp := bytesString(f.buf[b.endpOff : b.endpOff+b.endpLen])
-		es, eh := c.shardOf(endp)
 		n := len(f.buf)
 		var ok bool
-		es.lock(now)
-		f.buf, f.FD, ok = es.findEndpLocked(es.findListLocked(&es.endps, eh, endp), now, f.buf)
-		es.unlock()
+		f.buf, f.FD, ok = c.takeSession(now, endp, f.buf)
 		if ok {
 			f.DestProp, f.EndpProp = f.buf[b.propOff:b.propOff+b.propLen], f.buf[n:]
 			return true

@@ -182,3 +182,15 @@ func mustInvariants(t testing.TB, c *Cache) {
 		t.Fatal(err)
 	}
 }
+
+// usage returns the number of chunks the arena has mapped and their size
+// (the address space; only the pages touched take memory).
+func (a *arena) usage() (chunks, bytes int) {
+	for c := range a.pools {
+		for _, ch := range a.pools[c].chunks {
+			chunks++
+			bytes += len(ch)
+		}
+	}
+	return chunks, bytes
+}

@@ -247,11 +247,15 @@ func (s *shard) findListLocked(t *table, h uint32, label string) ref {
 	return t.find(&s.ar, h, label)
 }
 
-// newListLocked makes an empty list for label and files it in t.
-func (s *shard) newListLocked(t *table, h uint32, label string, dest bool) ref {
+// saveListLocked returns the live list of label (hash h) in t, s.endps or
+// s.dests, making an empty one and filing it in t if there is none.
+func (s *shard) saveListLocked(t *table, h uint32, label string, now int64) ref {
+	if l := s.liveLocked(s.findListLocked(t, h, label), now); l != 0 {
+		return l
+	}
 	r := s.ar.alloc(int(listHdr) + len(label))
-	*s.list(r) = listRec{hash: h, labelLen: uint32(len(label)), dest: dest}
-	copy(s.ar.bytesAt(r, listHdr, uint32(len(label))), label)
+	*s.list(r) = listRec{hash: h, labelLen: uint32(len(label)), dest: t == &s.dests}
+	s.ar.putString(r, listHdr, label)
 	t.insert(h, r)
 	return r
 }
@@ -260,10 +264,7 @@ func (s *shard) newListLocked(t *table, h uint32, label string, dest bool) ref {
 // list is then longer than limit (> 0), its oldest session is removed and
 // its descriptor returned for the caller to close; otherwise it returns -1.
 func (s *shard) saveEndpLocked(now, deadline int64, h uint32, label, prop string, fd int, limit int) (evicted int) {
-	l := s.liveLocked(s.findListLocked(&s.endps, h, label), now)
-	if l == 0 {
-		l = s.newListLocked(&s.endps, h, label, false)
-	}
+	l := s.saveListLocked(&s.endps, h, label, now)
 	e := s.ar.alloc(int(sessHdr) + len(prop))
 	// The clock was read before the lock: a racing save may have appended
 	// a later time already. Keep save times in list order.
@@ -272,7 +273,7 @@ func (s *shard) saveEndpLocked(now, deadline int64, h uint32, label, prop string
 		saved = max(saved, s.sess(s.sessLast).saved)
 	}
 	*s.sess(e) = sessRec{allPrev: s.sessLast, fd: int32(fd), propLen: uint32(len(prop)), saved: saved}
-	copy(s.ar.bytesAt(e, sessHdr, uint32(len(prop))), prop)
+	s.ar.putString(e, sessHdr, prop)
 	s.appendLocked(l, e, deadline)
 	if s.sessLast != 0 {
 		s.sess(s.sessLast).allNext = e
@@ -315,10 +316,7 @@ func (s *shard) findEndpLocked(l ref, now int64, dst []byte) (_ []byte, fd int, 
 // When a new binding makes the list longer than limit (> 0), the oldest
 // binding is removed and it reports true.
 func (s *shard) saveDestLocked(now, deadline int64, h uint32, label, prop, endpLabel string, limit int) (evicted bool) {
-	l := s.liveLocked(s.findListLocked(&s.dests, h, label), now)
-	if l == 0 {
-		l = s.newListLocked(&s.dests, h, label, true)
-	}
+	l := s.saveListLocked(&s.dests, h, label, now)
 	for e := s.list(l).first; e != 0; e = s.link(e).next {
 		if string(s.bindEndp(e)) == endpLabel && string(s.bindProp(e)) == prop {
 			i := s.link(e).index
@@ -329,8 +327,8 @@ func (s *shard) saveDestLocked(now, deadline int64, h uint32, label, prop, endpL
 	}
 	e := s.ar.alloc(int(bindHdr) + len(prop) + len(endpLabel))
 	*s.bind(e) = bindRec{propLen: uint32(len(prop)), endpLen: uint32(len(endpLabel))}
-	copy(s.ar.bytesAt(e, bindHdr, uint32(len(prop))), prop)
-	copy(s.ar.bytesAt(e, bindHdr+uint32(len(prop)), uint32(len(endpLabel))), endpLabel)
+	off := s.ar.putString(e, bindHdr, prop)
+	s.ar.putString(e, off, endpLabel)
 	s.appendLocked(l, e, deadline)
 	if n := s.list(l).n; limit > 0 && int(n) > limit {
 		s.removeLocked(s.list(l).first)
