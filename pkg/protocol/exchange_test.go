@@ -24,17 +24,20 @@ func BenchmarkExchange(b *testing.B) {
 	setup := func(b *testing.B) (*ServerConn, *Conn, int) {
 		a, c := socketPair(b)
 		sc := NewServerConn(NewConn(a, 3600*time.Second), "scache socket", 1<<20)
+		sc.SetViews(true) // as the server reads requests
 		r, w := pipePair(b)
 		b.Cleanup(func() { unix.Close(r); unix.Close(w) })
 		return sc, NewConn(c, 0), w
 	}
 	// sendRequest and sendDummy write at the client and read at the server.
-	sendRequest := func(b *testing.B, sc *ServerConn, cl *Conn, req []byte) {
+	sendRequest := func(b *testing.B, sc *ServerConn, cl *Conn, req []byte) Request {
 		cl.writeRaw(req)
 		cl.Flush()
-		if _, err := sc.ReadRequest(); err != nil {
+		r, err := sc.ReadRequest()
+		if err != nil {
 			b.Fatal(err)
 		}
+		return r
 	}
 	sendDummy := func(b *testing.B, sc *ServerConn, cl *Conn, dummy []byte) {
 		cl.writeRaw(dummy)
@@ -66,7 +69,8 @@ func BenchmarkExchange(b *testing.B) {
 		req := request("request", "save_endp", "ttl", "2", "label", endpLabel, "property", endpProp)
 		b.ReportAllocs()
 		for b.Loop() {
-			sendRequest(b, sc, cl, req)
+			r := sendRequest(b, sc, cl, req)
+			sc.KeepViews(&r) // as the server does before receiving the descriptor
 			sc.WriteDummy()
 			sc.Flush()
 			reply(b, cl, 3)

@@ -89,7 +89,10 @@ func (s *scanner) moveViews() {
 // size limit); the scan result then is meaningless.
 func (s *scanner) scan(wants []attrWant, more bool) (scanResult, error) {
 	var res scanResult
-	s.views, s.inBuf = [4][]byte{}, 0
+	// Nothing of an earlier scan shows through a position this one does
+	// not fill (a view-mode request's strings, a reply short of an
+	// attribute).
+	s.strs, s.nums, s.views, s.inBuf = [4]string{}, [4]int{}, [4][]byte{}, 0
 	if cap(s.own) > minReadBuf {
 		s.own = nil // give back a large label's memory
 	}
