@@ -364,10 +364,10 @@ func (s *Server) dumpStatistics() {
 		PeakEndps:    int(s.peakEndps.Swap(0)),
 		PeakSessions: int(s.peakSessions.Swap(0)),
 		Goroutines:   runtime.NumGoroutine(),
-		CacheBytes:   s.cache.Memory(),
 	}
 	s.statsStart = now
 	if !st.Zero() {
+		st.CacheBytes = s.cache.Memory() // locks every shard: only when logged
 		s.cfg.Log.Statistics(st)
 	}
 }
